@@ -1,0 +1,1 @@
+//! Debian repository client (being written).

@@ -1,0 +1,1 @@
+//! dm-verity: placeholder replaced by the verity module
