@@ -4,6 +4,8 @@
 //! `keel-update` rewrites slots under the same rules. Nothing here touches a
 //! disk: it only names things and parses the names back.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod cmdline;
 pub mod entry;
 pub mod layout;

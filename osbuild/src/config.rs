@@ -1,0 +1,321 @@
+//! Image configuration: one TOML file describes one image.
+//!
+//! Unknown keys are errors, and every error names the file and the key path
+//! (`packages.includes`), so a typo never silently changes an image.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading image config {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("image config {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ImageConfig {
+    pub image: Image,
+    pub packages: Packages,
+    pub kernel: Kernel,
+    #[serde(default)]
+    pub partitions: Partitions,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Image {
+    /// Image name: output files are `<name>-<version>.<format>`.
+    pub name: String,
+    /// Release version; becomes IMAGE_VERSION and the boot entry name.
+    pub version: String,
+    /// Timestamp for every file and filesystem. `SOURCE_DATE_EPOCH` in the
+    /// environment overrides it; without either, the newest Release date of
+    /// the package sources is used, so builds are reproducible by default.
+    pub source_date_epoch: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Packages {
+    /// Debian suites to take packages from, highest version wins
+    /// (e.g. bookworm, bookworm-updates, bookworm-security).
+    pub suites: Vec<String>,
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    /// Packages to install; their Depends and Pre-Depends are resolved.
+    pub include: Vec<String>,
+    /// Mirror URL for every suite. Default: the build host's apt sources.
+    pub mirror: Option<String>,
+    /// OpenPGP keyring that signs the mirror's Release files.
+    /// Default: the keyring the build host's apt sources name.
+    pub keyring: Option<PathBuf>,
+}
+
+fn default_components() -> Vec<String> {
+    vec!["main".to_string()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Kernel {
+    /// Debian kernel package (a metapackage such as linux-image-cloud-amd64
+    /// is followed to the versioned linux-image package it depends on).
+    pub package: String,
+    /// Modules the initramfs loads, by name; their dependencies are added
+    /// from modules.dep. Built-in modules are skipped.
+    #[serde(default)]
+    pub initrd_modules: Vec<String>,
+    /// Extra kernel command line arguments for every boot entry.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Partitions {
+    #[serde(default = "default_esp")]
+    pub esp: Size,
+    /// Size of each root slot (root-a, root-b); the verity partitions are
+    /// sized from it.
+    #[serde(default = "default_root")]
+    pub root: Size,
+    /// Initial size of `var`; it grows to fill the disk on first boot.
+    #[serde(default = "default_var")]
+    pub var: Size,
+}
+
+impl Default for Partitions {
+    fn default() -> Self {
+        Partitions {
+            esp: default_esp(),
+            root: default_root(),
+            var: default_var(),
+        }
+    }
+}
+
+fn default_esp() -> Size {
+    Size(256 << 20)
+}
+fn default_root() -> Size {
+    Size(1 << 30)
+}
+fn default_var() -> Size {
+    Size(512 << 20)
+}
+
+/// A byte size written as `"512MiB"`, `"1GiB"`, `"64M"` or a plain integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl Size {
+    pub fn parse(text: &str) -> Result<Size, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size such as \"512MiB\""))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "K" | "KiB" => 1 << 10,
+            "M" | "MiB" => 1 << 20,
+            "G" | "GiB" => 1 << 30,
+            "T" | "TiB" => 1 << 40,
+            other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB, TiB)")),
+        };
+        n.checked_mul(mult)
+            .map(Size)
+            .ok_or_else(|| format!("{text:?} is too large"))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} MiB", self.0 >> 20)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Size(n)),
+            Raw::Text(s) => Size::parse(&s).map_err(de::Error::custom),
+        }
+    }
+}
+
+impl ImageConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: ImageConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: if key == "." { "(top level)".into() } else { key },
+                message: inner.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let name_ok = !self.image.name.is_empty()
+            && self
+                .image
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(bad(
+                "image.name",
+                format!("{:?} must be non-empty ASCII letters, digits, '-' or '_'", self.image.name),
+            ));
+        }
+        keel_core::entry::check_version(&self.image.version)
+            .map_err(|e| bad("image.version", e.to_string()))?;
+        if self.packages.suites.is_empty() {
+            return Err(bad("packages.suites", "at least one suite is needed".into()));
+        }
+        if self.packages.include.is_empty() {
+            return Err(bad("packages.include", "at least one package is needed".into()));
+        }
+        for (key, size, min) in [
+            ("partitions.esp", self.partitions.esp, 64u64 << 20),
+            ("partitions.root", self.partitions.root, 64 << 20),
+            ("partitions.var", self.partitions.var, 64 << 20),
+        ] {
+            if size.0 < min || size.0 % (1 << 20) != 0 {
+                return Err(bad(
+                    key,
+                    format!("{} bytes: must be a whole number of MiB and at least {} MiB", size.0, min >> 20),
+                ));
+            }
+        }
+        for arg in &self.kernel.cmdline {
+            if arg.is_empty() || arg.contains(char::is_whitespace) {
+                return Err(bad("kernel.cmdline", format!("{arg:?}: one argument per list item, no spaces")));
+            }
+            let key = arg.split('=').next().unwrap_or_default();
+            if key.starts_with("keel.") && key != keel_core::cmdline::DEBUG_KEY {
+                return Err(bad("kernel.cmdline", format!("{arg:?}: keel.* arguments are set by osbuild")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[image]
+name = "t"
+version = "1.0"
+
+[packages]
+suites = ["bookworm"]
+include = ["busybox-static"]
+
+[kernel]
+package = "linux-image-cloud-amd64"
+initrd-modules = ["erofs"]
+
+[partitions]
+root = "512MiB"
+"#;
+
+    #[test]
+    fn parses_and_defaults() {
+        let c = ImageConfig::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(c.packages.components, ["main"]);
+        assert_eq!(c.partitions.root, Size(512 << 20));
+        assert_eq!(c.partitions.esp, Size(256 << 20));
+    }
+
+    #[test]
+    fn unknown_key_names_path_and_file() {
+        let text = GOOD.replace("include =", "includes =");
+        let e = ImageConfig::parse(&text, Path::new("x/bad.toml")).unwrap_err().to_string();
+        assert!(e.contains("x/bad.toml"), "{e}");
+        assert!(e.contains("packages.includes") || e.contains("`packages`"), "{e}");
+        assert!(e.contains("unknown field `includes`"), "{e}");
+
+        let text = GOOD.replace("[partitions]", "[partitions]\nswap = 1");
+        let e = ImageConfig::parse(&text, Path::new("bad.toml")).unwrap_err().to_string();
+        assert!(e.contains("partitions.swap"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let text = GOOD.replace("\"512MiB\"", "\"512 parsecs\"");
+        let e = ImageConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("partitions.root") && e.contains("parsecs"), "{e}");
+        let text = GOOD.replace("version = \"1.0\"", "version = \"1-0\"");
+        let e = ImageConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("image.version"), "{e}");
+        let text = GOOD.replace("initrd-modules", "cmdline = [\"keel.slot=b\"]\ninitrd-modules");
+        let e = ImageConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("kernel.cmdline"), "{e}");
+    }
+
+    #[test]
+    fn every_shipped_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                ImageConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no configs in {}", dir.display());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Size::parse("1GiB"), Ok(Size(1 << 30)));
+        assert_eq!(Size::parse("64M"), Ok(Size(64 << 20)));
+        assert!(Size::parse("x").is_err());
+        assert!(Size::parse("99999999999999T").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! osbuild: composes a verified, bootable Keel image from Debian packages.
+//!
+//! The pipeline (see docs/architecture.md): resolve and fetch packages
+//! ([`debrepo`]), unpack them into a staging root ([`unpack`], [`rootfs`]),
+//! make the erofs root and its dm-verity tree, the initramfs
+//! ([`initramfs`]), the ESP ([`esp`], [`fat`]) and the GPT disk ([`disk`]),
+//! then convert to the requested formats.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod config;
+pub mod cpio;
+pub mod deb;
+pub mod disk;
+pub mod initramfs;
+pub mod modules;
+pub mod rootfs;
+pub mod tools;
+pub mod unpack;

@@ -1,0 +1,231 @@
+//! Finishing the staged root: what maintainer scripts would have done that
+//! the image needs, done declaratively, plus Keel's own files.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use keel_core::osrelease::OsRelease;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {path}")]
+pub struct RootfsError {
+    what: &'static str,
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+fn err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError {
+    let path = path.to_path_buf();
+    move |source| RootfsError { what, path, source }
+}
+
+/// Directories that must exist on the read-only root as mount points.
+const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "run", "tmp", "var", "etc", "root", "home", "mnt"];
+
+/// Merged /usr: the top-level compatibility links.
+const USR_LINKS: &[(&str, &str)] = &[
+    ("bin", "usr/bin"),
+    ("sbin", "usr/sbin"),
+    ("lib", "usr/lib"),
+    ("lib64", "usr/lib64"),
+];
+
+/// Creates the merged-/usr links before any package is unpacked.
+pub fn prepare(root: &Path) -> Result<(), RootfsError> {
+    for dir in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64"] {
+        let p = root.join(dir);
+        fs::create_dir_all(&p).map_err(err("creating", &p))?;
+    }
+    for (link, target) in USR_LINKS {
+        let p = root.join(link);
+        symlink(target, &p).map_err(err("creating symlink", &p))?;
+    }
+    Ok(())
+}
+
+pub struct Finish<'a> {
+    pub os_release: &'a OsRelease,
+    /// The statically linked `keel-init`.
+    pub init_binary: &'a Path,
+}
+
+/// Completes the root and moves its /var content to `var_dir`, which
+/// becomes the initial content of the `var` partition.
+pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsError> {
+    for m in MOUNT_POINTS {
+        let p = root.join(m);
+        fs::create_dir_all(&p).map_err(err("creating", &p))?;
+    }
+    let tmp = root.join("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(err("setting mode of", &tmp))?;
+
+    // os-release identifies Keel and the image version.
+    let usr_os = root.join("usr/lib/os-release");
+    write(&usr_os, f.os_release.render().as_bytes(), 0o644)?;
+    replace_with_symlink(&root.join("etc/os-release"), "../usr/lib/os-release")?;
+
+    // Keel's init, as stage 2 and as the conventional /sbin/init.
+    let init = root.join(keel_core::layout::INIT_PATH.trim_start_matches('/'));
+    let data = fs::read(f.init_binary).map_err(err("reading", f.init_binary))?;
+    write(&init, &data, 0o755)?;
+    replace_with_symlink(&root.join("usr/sbin/init"), keel_core::layout::INIT_PATH)?;
+
+    accounts(root)?;
+
+    // busybox-static ships only /bin/busybox; its shell is the debug shell.
+    let sh = root.join("usr/bin/sh");
+    if root.join("usr/bin/busybox").exists() && fs::symlink_metadata(&sh).is_err() {
+        symlink("busybox", &sh).map_err(err("creating symlink", &sh))?;
+    }
+
+    // Never bake per-machine identity into an image.
+    for secret in ["etc/machine-id", "var/lib/dbus/machine-id"] {
+        let p = root.join(secret);
+        if fs::symlink_metadata(&p).is_ok() {
+            fs::remove_file(&p).map_err(err("removing", &p))?;
+        }
+    }
+    remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
+
+    // /var lives on its own partition.
+    let var = root.join("var");
+    fs::create_dir_all(var_dir).map_err(err("creating", var_dir))?;
+    for entry in fs::read_dir(&var).map_err(err("reading", &var))? {
+        let entry = entry.map_err(err("reading", &var))?;
+        let to = var_dir.join(entry.file_name());
+        fs::rename(entry.path(), &to).map_err(err("moving /var content to", &to))?;
+    }
+    Ok(())
+}
+
+/// /etc/passwd and /etc/group from base-passwd's master files (what its
+/// postinst would install), with a locked root account.
+fn accounts(root: &Path) -> Result<(), RootfsError> {
+    let master = root.join("usr/share/base-passwd");
+    let passwd = fs::read_to_string(master.join("passwd.master"))
+        .unwrap_or_else(|_| "root:x:0:0:root:/root:/bin/sh\n".to_string());
+    let group = fs::read_to_string(master.join("group.master")).unwrap_or_else(|_| "root:x:0:\n".to_string());
+    let passwd = if root.join("usr/bin/bash").exists() {
+        passwd
+    } else {
+        passwd.replace(":/root:/bin/bash", ":/root:/bin/sh")
+    };
+    write(&root.join("etc/passwd"), passwd.as_bytes(), 0o644)?;
+    write(&root.join("etc/group"), group.as_bytes(), 0o644)?;
+    let shadow: String = passwd
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .map(|u| format!("{u}:*:0:0:99999:7:::\n"))
+        .collect();
+    let gshadow: String = group
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .map(|g| format!("{g}:*::\n"))
+        .collect();
+    let shadow_gid = group
+        .lines()
+        .find_map(|l| l.strip_prefix("shadow:x:"))
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|g| g.parse::<u32>().ok())
+        .unwrap_or(0);
+    for (name, text) in [("etc/shadow", shadow), ("etc/gshadow", gshadow)] {
+        let p = root.join(name);
+        write(&p, text.as_bytes(), 0o640)?;
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&p, Some(0), Some(shadow_gid)).map_err(err("setting owner of", &p))?;
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), RootfsError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(err("creating", parent))?;
+    }
+    if fs::symlink_metadata(path).is_ok() {
+        fs::remove_file(path).map_err(err("replacing", path))?;
+    }
+    fs::write(path, data).map_err(err("writing", path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err("setting mode of", path))
+}
+
+fn replace_with_symlink(path: &Path, target: &str) -> Result<(), RootfsError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(err("creating", parent))?;
+    }
+    if fs::symlink_metadata(path).is_ok() {
+        fs::remove_file(path).map_err(err("replacing", path))?;
+    }
+    symlink(target, path).map_err(err("creating symlink", path))
+}
+
+fn remove_matching(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<(), RootfsError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.map_err(err("reading", dir))?;
+        if pred(&entry.file_name().to_string_lossy()) {
+            fs::remove_file(entry.path()).map_err(err("removing", &entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets every timestamp under `dir` (not following symlinks) to `epoch`.
+pub fn clamp_times(dir: &Path, epoch: u64) -> Result<(), RootfsError> {
+    let t = filetime::FileTime::from_unix_time(epoch as i64, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).map_err(err("reading", &d))? {
+            let entry = entry.map_err(err("reading", &d))?;
+            let p = entry.path();
+            if entry.file_type().map_err(err("reading", &p))?.is_dir() {
+                stack.push(p.clone());
+            }
+            filetime::set_symlink_file_times(&p, t, t).map_err(err("setting times of", &p))?;
+        }
+    }
+    filetime::set_symlink_file_times(dir, t, t).map_err(err("setting times of", dir))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_builds_a_keel_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        prepare(&root).unwrap();
+        fs::write(root.join("usr/bin/busybox"), "bb").unwrap();
+        fs::create_dir_all(root.join("var/lib/x")).unwrap();
+        fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        fs::write(root.join("etc/ssh/ssh_host_ed25519_key"), "secret").unwrap();
+        fs::write(root.join("etc/ssh/sshd_config"), "x").unwrap();
+        fs::write(root.join("etc/machine-id"), "abc").unwrap();
+        let init = tmp.path().join("keel-init");
+        fs::write(&init, "ELF").unwrap();
+        let rel = OsRelease { image_id: "t".into(), version: "1.0".into() };
+        let var = tmp.path().join("var");
+        finish(&root, &var, &Finish { os_release: &rel, init_binary: &init }).unwrap();
+        assert_eq!(OsRelease::parse(&fs::read_to_string(root.join("etc/os-release")).unwrap()), Some(rel));
+        assert_eq!(fs::read(root.join("usr/lib/keel/keel-init")).unwrap(), b"ELF");
+        assert_eq!(fs::read_link(root.join("usr/bin/sh")).unwrap(), PathBuf::from("busybox"));
+        assert_eq!(fs::read_link(root.join("lib")).unwrap(), PathBuf::from("usr/lib"));
+        assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
+        assert!(root.join("etc/ssh/sshd_config").exists());
+        assert!(!root.join("etc/machine-id").exists());
+        assert!(var.join("lib/x").is_dir());
+        assert_eq!(fs::read_dir(root.join("var")).unwrap().count(), 0);
+        assert!(fs::read_to_string(root.join("etc/passwd")).unwrap().starts_with("root:x:0:0:"));
+        assert!(fs::read_to_string(root.join("etc/shadow")).unwrap().starts_with("root:*:"));
+        clamp_times(&root, 1_000_000_000).unwrap();
+        let m = fs::symlink_metadata(root.join("usr/lib/os-release")).unwrap();
+        assert_eq!(filetime::FileTime::from_last_modification_time(&m).unix_seconds(), 1_000_000_000);
+    }
+}

@@ -1,0 +1,96 @@
+//! The few host tools osbuild runs: mkfs.erofs, mkfs.ext4 and qemu-img.
+//! Each gets explicit paths and a fixed time, and its stderr ends up in the
+//! error message when it fails.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("running {tool} (is it installed? `make deps` installs the host packages)")]
+    Spawn {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{tool} failed ({status}): {stderr}")]
+    Failed {
+        tool: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+fn run(cmd: &mut Command) -> Result<(), ToolError> {
+    let tool = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|source| ToolError::Spawn {
+        tool: tool.clone(),
+        source,
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if stderr.is_empty() {
+            stderr = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        Err(ToolError::Failed {
+            tool,
+            status: out.status,
+            stderr,
+        })
+    }
+}
+
+/// An erofs image of `dir`, lz4hc-compressed, every timestamp `epoch`.
+pub fn mkfs_erofs(dir: &Path, out: &Path, uuid: &uuid::Uuid, epoch: u64) -> Result<(), ToolError> {
+    run(Command::new("mkfs.erofs")
+        .arg("-zlz4hc,12")
+        .arg(format!("-T{epoch}"))
+        .arg(format!("-U{uuid}"))
+        .arg("--quiet")
+        .arg(out)
+        .arg(dir)
+        .env("SOURCE_DATE_EPOCH", epoch.to_string()))
+}
+
+/// An ext4 filesystem of `size` bytes in the file `out`, populated from
+/// `dir`, with fixed UUID, hash seed and time.
+pub fn mkfs_ext4(dir: &Path, out: &Path, size: u64, label: &str, uuid: &uuid::Uuid, epoch: u64) -> Result<(), ToolError> {
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-L", label])
+        .arg("-U")
+        .arg(uuid.to_string())
+        .arg("-E")
+        .arg(format!("hash_seed={uuid},root_owner=0:0,lazy_itable_init=0,nodiscard"))
+        .arg("-d")
+        .arg(dir)
+        .arg(out)
+        .arg(format!("{}k", size / 1024))
+        .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+        .env("SOURCE_DATE_EPOCH", epoch.to_string()))
+}
+
+pub fn qemu_img_convert(raw: &Path, qcow2: &Path) -> Result<(), ToolError> {
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2", "-c"])
+        .arg(raw)
+        .arg(qcow2))
+}
+
+/// Checks that every tool osbuild needs can be started, before any work.
+pub fn check_available(tools: &[&str]) -> Result<(), ToolError> {
+    for t in tools {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
+            .unwrap_or(false);
+        if !found {
+            return Err(ToolError::Spawn {
+                tool: t.to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} not found in PATH", OsStr::new(t).to_string_lossy())),
+            });
+        }
+    }
+    Ok(())
+}
