@@ -1,0 +1,46 @@
+# Keel: the two commands are `make image` and `make test` (see README.md).
+
+CARGO   ?= cargo
+TARGET  := x86_64-unknown-linux-gnu
+CONFIG  ?= image-configs/minimal.toml
+OUT     ?= out
+INIT    := target/$(TARGET)/release/keel-init
+OSBUILD := target/release/osbuild
+
+export KEEL_INIT_BINARY := $(CURDIR)/$(INIT)
+export KEEL_OSBUILD := $(CURDIR)/$(OSBUILD)
+export KEEL_OUT := $(CURDIR)/$(OUT)
+
+.PHONY: all deps init osbuild image test lint unit bench clean
+
+all: image
+
+## Install the host packages the build and the tests need (if missing).
+deps:
+	./scripts/install-deps.sh
+
+## keel-init runs as PID 1 before any library exists: link it statically.
+init:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(TARGET) -p keel-init
+
+osbuild:
+	$(CARGO) build --release --locked -p osbuild
+
+## The main job: host packages, tools, and the default image in $(OUT)/.
+image: deps init osbuild
+	$(OSBUILD) build $(CONFIG) --out $(OUT) --init-binary $(INIT)
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+## Everything: lint, unit tests, image checks, reproducibility, QEMU boots.
+test: image lint
+	$(CARGO) test --locked --workspace --no-fail-fast -- --test-threads=2
+
+## Cold and warm build times and sizes next to mmdebstrap (docs/performance.md).
+bench: deps init osbuild
+	./scripts/bench-build.sh $(CONFIG)
+
+clean:
+	rm -rf $(OUT)

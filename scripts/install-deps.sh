@@ -1,0 +1,48 @@
+#!/bin/bash
+# Installs the Debian packages the build host needs, if any are missing.
+# Runs `apt-get update` once, and only when something must be installed.
+set -euo pipefail
+
+# command -> package that provides it
+declare -A NEED=(
+  [mkfs.erofs]=erofs-utils
+  [fsck.erofs]=erofs-utils
+  [mkfs.ext4]=e2fsprogs
+  [qemu-img]=qemu-utils
+  [qemu-system-x86_64]=qemu-system-x86
+  [veritysetup]=cryptsetup-bin
+  [sgdisk]=gdisk
+  [fsck.fat]=dosfstools
+  [mdir]=mtools
+  [cpio]=cpio
+  [gpg]=gnupg
+  [dpkg-deb]=dpkg
+  [make]=make
+  [mmdebstrap]=mmdebstrap
+  [busybox]=busybox-static
+  [ignition-validate]=ignition
+)
+FILES=(/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/share/keyrings/debian-archive-keyring.gpg:debian-archive-keyring)
+
+missing=()
+for cmd in "${!NEED[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
+    missing+=("${NEED[$cmd]}")
+  fi
+done
+for f in "${FILES[@]}"; do
+  [ -e "${f%%:*}" ] || missing+=("${f##*:}")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "install-deps: installing ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: must run as root to install packages (missing: ${missing[*]})" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
