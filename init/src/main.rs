@@ -1,1 +1,58 @@
-fn main() {}
+//! `keel-init`: Keel's PID 1 (stage 1 in the initramfs, stage 2 in the root).
+
+use std::path::Path;
+
+use keel_core::layout::INITRD_RELEASE;
+use keel_init::error::chain;
+use keel_init::stage1::{self, at, Stage1Config};
+use keel_init::sys::RealSys;
+use keel_init::{halt, stage2};
+
+const HELP: &str = "\
+keel-init: Keel's init system (PID 1)
+
+It is started by the kernel, never by hand:
+  stage 1  as /init in the initramfs (where /etc/initrd-release exists):
+           mounts /proc /sys /dev /run, loads the listed kernel modules, finds
+           the slot's partitions by GPT label, opens the dm-verity root with
+           keel.slot= and keel.roothash= from the kernel command line, mounts
+           it at /sysroot, grows and mounts /var, mounts /etc as an overlay,
+           switches root and runs /usr/lib/keel/keel-init (stage 2).
+  stage 2  as PID 1 of the real root: mounts what is missing, sets the
+           hostname, prints the boot-complete line and keeps a shell on the
+           console.
+
+On failure it prints the reason and halts; with keel.debug=shell on the kernel
+command line it starts a shell instead.
+
+Run as anything but PID 1, it prints this text and exits with status 2.
+";
+
+fn main() {
+    if std::process::id() != 1 {
+        let asked = std::env::args().skip(1).any(|a| a == "--help" || a == "-h");
+        if asked {
+            print!("{HELP}");
+        } else {
+            eprint!("{HELP}");
+        }
+        std::process::exit(2);
+    }
+
+    let root = Path::new("/");
+    std::panic::set_hook(Box::new(|info| {
+        let mut err = std::io::stderr();
+        halt::fail(Path::new("/"), &format!("panic: {info}"), &mut err)
+    }));
+    let mut console = std::io::stderr();
+    if at(root, INITRD_RELEASE).exists() {
+        let message = match stage1::run(&RealSys, root, &mut console, &Stage1Config::default()) {
+            Ok(()) => "stage 2 did not start".to_string(),
+            Err(e) => chain(&e),
+        };
+        halt::fail(root, &message, &mut console)
+    } else {
+        stage2::prepare(&RealSys, root, &mut console);
+        stage2::supervise_shell(root, &mut console)
+    }
+}

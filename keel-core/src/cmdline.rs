@@ -74,11 +74,12 @@ impl Cmdline {
 
     pub fn slot(&self) -> Result<Slot, CmdlineError> {
         let v = self.get(SLOT_KEY).ok_or(CmdlineError::Missing(SLOT_KEY))?;
-        v.parse().map_err(|e: crate::layout::UnknownSlot| CmdlineError::Invalid {
-            key: SLOT_KEY,
-            value: v.to_string(),
-            reason: e.to_string(),
-        })
+        v.parse()
+            .map_err(|e: crate::layout::UnknownSlot| CmdlineError::Invalid {
+                key: SLOT_KEY,
+                value: v.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// The dm-verity root hash (SHA-256, 32 bytes).
@@ -125,14 +126,27 @@ mod tests {
     #[test]
     fn reports_bad_values() {
         let c = Cmdline::parse("keel.slot=c keel.roothash=zz");
-        assert!(matches!(c.slot(), Err(CmdlineError::Invalid { key: SLOT_KEY, .. })));
+        assert!(matches!(
+            c.slot(),
+            Err(CmdlineError::Invalid { key: SLOT_KEY, .. })
+        ));
         assert!(matches!(
             c.roothash(),
-            Err(CmdlineError::Invalid { key: ROOTHASH_KEY, .. })
+            Err(CmdlineError::Invalid {
+                key: ROOTHASH_KEY,
+                ..
+            })
         ));
         let c = Cmdline::parse("keel.roothash=abcd");
-        assert!(c.roothash().unwrap_err().to_string().contains("64 hex digits"));
-        assert_eq!(Cmdline::parse("").slot(), Err(CmdlineError::Missing(SLOT_KEY)));
+        assert!(c
+            .roothash()
+            .unwrap_err()
+            .to_string()
+            .contains("64 hex digits"));
+        assert_eq!(
+            Cmdline::parse("").slot(),
+            Err(CmdlineError::Missing(SLOT_KEY))
+        );
     }
 
     #[test]

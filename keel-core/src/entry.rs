@@ -112,8 +112,16 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for name in ["keel-1.2.0+3.conf", "keel-1.2.0+2-1.conf", "keel-1.2.0.conf", "keel-2026.11_1+0-3.conf"] {
-            assert_eq!(EntryName::parse(name).map(|e| e.to_string()).as_deref(), Ok(name));
+        for name in [
+            "keel-1.2.0+3.conf",
+            "keel-1.2.0+2-1.conf",
+            "keel-1.2.0.conf",
+            "keel-2026.11_1+0-3.conf",
+        ] {
+            assert_eq!(
+                EntryName::parse(name).map(|e| e.to_string()).as_deref(),
+                Ok(name)
+            );
         }
     }
 
@@ -127,7 +135,13 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for name in ["keel-.conf", "other-1.conf", "keel-1+x.conf", "keel-1+1-y.conf", "keel-1"] {
+        for name in [
+            "keel-.conf",
+            "other-1.conf",
+            "keel-1+x.conf",
+            "keel-1+1-y.conf",
+            "keel-1",
+        ] {
             assert!(EntryName::parse(name).is_err(), "{name}");
         }
         assert!(EntryName::fresh("1-2").is_err());

@@ -59,6 +59,9 @@ mod tests {
             version: "0.1.0".into(),
         };
         assert_eq!(OsRelease::parse(&r.render()), Some(r));
-        assert_eq!(OsRelease::parse("ID=debian\nIMAGE_ID=x\nIMAGE_VERSION=1\n"), None);
+        assert_eq!(
+            OsRelease::parse("ID=debian\nIMAGE_ID=x\nIMAGE_VERSION=1\n"),
+            None
+        );
     }
 }

@@ -136,7 +136,11 @@ impl Size {
             "M" | "MiB" => 1 << 20,
             "G" | "GiB" => 1 << 30,
             "T" | "TiB" => 1 << 40,
-            other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB, TiB)")),
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} (use KiB, MiB, GiB, TiB)"
+                ))
+            }
         };
         n.checked_mul(mult)
             .map(Size)
@@ -182,7 +186,11 @@ impl ImageConfig {
             let inner = e.into_inner();
             ConfigError::Invalid {
                 path: path.to_path_buf(),
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 message: inner.message().trim().to_string(),
             }
         })?;
@@ -205,16 +213,25 @@ impl ImageConfig {
         if !name_ok {
             return Err(bad(
                 "image.name",
-                format!("{:?} must be non-empty ASCII letters, digits, '-' or '_'", self.image.name),
+                format!(
+                    "{:?} must be non-empty ASCII letters, digits, '-' or '_'",
+                    self.image.name
+                ),
             ));
         }
         keel_core::entry::check_version(&self.image.version)
             .map_err(|e| bad("image.version", e.to_string()))?;
         if self.packages.suites.is_empty() {
-            return Err(bad("packages.suites", "at least one suite is needed".into()));
+            return Err(bad(
+                "packages.suites",
+                "at least one suite is needed".into(),
+            ));
         }
         if self.packages.include.is_empty() {
-            return Err(bad("packages.include", "at least one package is needed".into()));
+            return Err(bad(
+                "packages.include",
+                "at least one package is needed".into(),
+            ));
         }
         for (key, size, min) in [
             ("partitions.esp", self.partitions.esp, 64u64 << 20),
@@ -224,17 +241,27 @@ impl ImageConfig {
             if size.0 < min || size.0 % (1 << 20) != 0 {
                 return Err(bad(
                     key,
-                    format!("{} bytes: must be a whole number of MiB and at least {} MiB", size.0, min >> 20),
+                    format!(
+                        "{} bytes: must be a whole number of MiB and at least {} MiB",
+                        size.0,
+                        min >> 20
+                    ),
                 ));
             }
         }
         for arg in &self.kernel.cmdline {
             if arg.is_empty() || arg.contains(char::is_whitespace) {
-                return Err(bad("kernel.cmdline", format!("{arg:?}: one argument per list item, no spaces")));
+                return Err(bad(
+                    "kernel.cmdline",
+                    format!("{arg:?}: one argument per list item, no spaces"),
+                ));
             }
             let key = arg.split('=').next().unwrap_or_default();
             if key.starts_with("keel.") && key != keel_core::cmdline::DEBUG_KEY {
-                return Err(bad("kernel.cmdline", format!("{arg:?}: keel.* arguments are set by osbuild")));
+                return Err(bad(
+                    "kernel.cmdline",
+                    format!("{arg:?}: keel.* arguments are set by osbuild"),
+                ));
             }
         }
         Ok(())
@@ -274,26 +301,45 @@ root = "512MiB"
     #[test]
     fn unknown_key_names_path_and_file() {
         let text = GOOD.replace("include =", "includes =");
-        let e = ImageConfig::parse(&text, Path::new("x/bad.toml")).unwrap_err().to_string();
+        let e = ImageConfig::parse(&text, Path::new("x/bad.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x/bad.toml"), "{e}");
-        assert!(e.contains("packages.includes") || e.contains("`packages`"), "{e}");
+        assert!(
+            e.contains("packages.includes") || e.contains("`packages`"),
+            "{e}"
+        );
         assert!(e.contains("unknown field `includes`"), "{e}");
 
         let text = GOOD.replace("[partitions]", "[partitions]\nswap = 1");
-        let e = ImageConfig::parse(&text, Path::new("bad.toml")).unwrap_err().to_string();
+        let e = ImageConfig::parse(&text, Path::new("bad.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("partitions.swap"), "{e}");
     }
 
     #[test]
     fn bad_values_are_named() {
         let text = GOOD.replace("\"512MiB\"", "\"512 parsecs\"");
-        let e = ImageConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
-        assert!(e.contains("partitions.root") && e.contains("parsecs"), "{e}");
+        let e = ImageConfig::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("partitions.root") && e.contains("parsecs"),
+            "{e}"
+        );
         let text = GOOD.replace("version = \"1.0\"", "version = \"1-0\"");
-        let e = ImageConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+        let e = ImageConfig::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("image.version"), "{e}");
-        let text = GOOD.replace("initrd-modules", "cmdline = [\"keel.slot=b\"]\ninitrd-modules");
-        let e = ImageConfig::parse(&text, Path::new("c.toml")).unwrap_err().to_string();
+        let text = GOOD.replace(
+            "initrd-modules",
+            "cmdline = [\"keel.slot=b\"]\ninitrd-modules",
+        );
+        let e = ImageConfig::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kernel.cmdline"), "{e}");
     }
 

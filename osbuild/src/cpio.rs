@@ -45,10 +45,21 @@ impl<W: Write> CpioWriter<W> {
         self.entry(path, S_IFCHR | perm, 1, (major, minor), &[])
     }
 
-    fn entry(&mut self, path: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) -> io::Result<()> {
+    fn entry(
+        &mut self,
+        path: &str,
+        mode: u32,
+        nlink: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> io::Result<()> {
         let path = path.trim_start_matches('/');
-        let size = u32::try_from(data.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{path}: larger than 4 GiB")))?;
+        let size = u32::try_from(data.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{path}: larger than 4 GiB"),
+            )
+        })?;
         self.ino += 1;
         let header = format!(
             "{MAGIC}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
@@ -124,12 +135,22 @@ mod tests {
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 5, "{listing}");
         assert!(lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" etc"));
-        assert!(lines[1].starts_with("-rw-r--r--") && lines[1].contains(" 9 ") && lines[1].ends_with("etc/hello"));
+        assert!(
+            lines[1].starts_with("-rw-r--r--")
+                && lines[1].contains(" 9 ")
+                && lines[1].ends_with("etc/hello")
+        );
         assert!(lines[3].starts_with("lrwxrwxrwx") && lines[3].ends_with("sbin -> usr/sbin"));
         assert!(lines[4].starts_with("crw-------") && lines[4].contains("5,"));
         let tmp = tempfile::tempdir().unwrap();
         let mut child = Command::new("cpio")
-            .args(["-i", "-d", "--quiet", "--no-absolute-filenames", "etc/hello"])
+            .args([
+                "-i",
+                "-d",
+                "--quiet",
+                "--no-absolute-filenames",
+                "etc/hello",
+            ])
             .current_dir(tmp.path())
             .stdin(Stdio::piped())
             .spawn()
@@ -137,6 +158,9 @@ mod tests {
         std::io::Write::write_all(child.stdin.as_mut().unwrap(), &bytes).unwrap();
         drop(child.stdin.take());
         assert!(child.wait().unwrap().success());
-        assert_eq!(std::fs::read(tmp.path().join("etc/hello")).unwrap(), b"hi there\n");
+        assert_eq!(
+            std::fs::read(tmp.path().join("etc/hello")).unwrap(),
+            b"hi there\n"
+        );
     }
 }

@@ -48,7 +48,11 @@ pub fn with_data_tar<T>(
                     ".zst" => Box::new(zstd::stream::read::Decoder::new(entry).map_err(io)?),
                     ".gz" => Box::new(flate2::read::GzDecoder::new(entry)),
                     "" => Box::new(entry),
-                    other => return Err(format(format!("unsupported data.tar compression {other:?}"))),
+                    other => {
+                        return Err(format(format!(
+                            "unsupported data.tar compression {other:?}"
+                        )))
+                    }
                 };
                 return f(&mut reader);
             }

@@ -91,8 +91,10 @@ impl Layout {
     /// `disk`, which must already be `disk_size` bytes long.
     pub fn write_gpt(&self, disk: &mut File) -> Result<(), DiskError> {
         let sectors = self.disk_size / SECTOR;
-        let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(sectors - 1).unwrap_or(u32::MAX));
-        mbr.overwrite_lba0(disk).map_err(|e| DiskError::Mbr(e.to_string()))?;
+        let mbr =
+            gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(sectors - 1).unwrap_or(u32::MAX));
+        mbr.overwrite_lba0(disk)
+            .map_err(|e| DiskError::Mbr(e.to_string()))?;
         let gerr = |e: gpt::GptError| DiskError::Gpt(e.to_string());
         let mut gdisk = gpt::GptConfig::new()
             .writable(true)
@@ -101,8 +103,9 @@ impl Layout {
             .map_err(gerr)?;
         let mut parts = BTreeMap::new();
         for (i, p) in self.partitions.iter().enumerate() {
-            let type_guid = Type::from_str(p.type_guid)
-                .map_err(|e| DiskError::Gpt(format!("type GUID {} of {}: {e}", p.type_guid, p.label)))?;
+            let type_guid = Type::from_str(p.type_guid).map_err(|e| {
+                DiskError::Gpt(format!("type GUID {} of {}: {e}", p.type_guid, p.label))
+            })?;
             parts.insert(
                 i as u32 + 1,
                 Partition {
@@ -130,9 +133,21 @@ mod tests {
 
     fn specs() -> Vec<PartitionSpec> {
         vec![
-            PartitionSpec { label: "esp", type_guid: layout::ESP_TYPE, size: 64 * MIB },
-            PartitionSpec { label: "root-a", type_guid: layout::ROOT_TYPE, size: 100 * MIB + 5 },
-            PartitionSpec { label: "var", type_guid: layout::VAR_TYPE, size: 32 * MIB },
+            PartitionSpec {
+                label: "esp",
+                type_guid: layout::ESP_TYPE,
+                size: 64 * MIB,
+            },
+            PartitionSpec {
+                label: "root-a",
+                type_guid: layout::ROOT_TYPE,
+                size: 100 * MIB + 5,
+            },
+            PartitionSpec {
+                label: "var",
+                type_guid: layout::VAR_TYPE,
+                size: 32 * MIB,
+            },
         ]
     }
 
@@ -157,18 +172,42 @@ mod tests {
         let l = Layout::plan(&specs(), "img");
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("disk.raw");
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
         f.set_len(l.disk_size).unwrap();
         l.write_gpt(&mut f).unwrap();
         drop(f);
-        let out = Command::new("sgdisk").arg("-v").arg(&path).output().expect("sgdisk (gdisk) must be installed");
+        let out = Command::new("sgdisk")
+            .arg("-v")
+            .arg(&path)
+            .output()
+            .expect("sgdisk (gdisk) must be installed");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("No problems found"), "{text}");
-        let out = Command::new("sgdisk").arg("-i").arg("2").arg(&path).output().unwrap();
+        assert!(
+            out.status.success() && text.contains("No problems found"),
+            "{text}"
+        );
+        let out = Command::new("sgdisk")
+            .arg("-i")
+            .arg("2")
+            .arg(&path)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_uppercase();
         assert!(text.contains(&layout::ROOT_TYPE.to_uppercase()), "{text}");
-        assert!(text.contains(&l.get("root-a").unwrap().guid.to_string().to_uppercase()), "{text}");
+        assert!(
+            text.contains(&l.get("root-a").unwrap().guid.to_string().to_uppercase()),
+            "{text}"
+        );
         assert!(text.contains("'ROOT-A'"), "{text}");
-        assert!(text.contains(&format!("FIRST SECTOR: {}", (65 * MIB) / 512)), "{text}");
+        assert!(
+            text.contains(&format!("FIRST SECTOR: {}", (65 * MIB) / 512)),
+            "{text}"
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! directory per release with the kernel and initramfs.
 
 use keel_core::entry::EntryName;
-use keel_core::layout::{ESP_BOOT_LOADER_PATH, ESP_ENTRIES_DIR, ESP_INITRD_NAME, ESP_KERNEL_NAME, ESP_RELEASE_DIR};
+use keel_core::layout::{
+    ESP_BOOT_LOADER_PATH, ESP_ENTRIES_DIR, ESP_INITRD_NAME, ESP_KERNEL_NAME, ESP_RELEASE_DIR,
+};
 use keel_core::Slot;
 
 use crate::fat::{FatError, FatImage};
@@ -10,7 +12,8 @@ use crate::fat::{FatError, FatImage};
 /// systemd-boot's configuration: no menu unless a key is held, no editing
 /// of the kernel command line (it carries the verity root hash), no
 /// automatic entries.
-pub const LOADER_CONF: &str = "timeout 0\neditor no\nauto-entries no\nauto-firmware no\nconsole-mode keep\n";
+pub const LOADER_CONF: &str =
+    "timeout 0\neditor no\nauto-entries no\nauto-firmware no\nconsole-mode keep\n";
 
 pub struct Release<'a> {
     pub version: &'a str,
@@ -53,7 +56,12 @@ impl Release<'_> {
 }
 
 /// Builds the ESP file tree for one release in slot `release.slot`.
-pub fn build(systemd_boot: Vec<u8>, release: Release<'_>, volume_id: u32, mtime: u64) -> Result<FatImage, FatError> {
+pub fn build(
+    systemd_boot: Vec<u8>,
+    release: Release<'_>,
+    volume_id: u32,
+    mtime: u64,
+) -> Result<FatImage, FatError> {
     let mut fat = FatImage::new("ESP", volume_id, mtime);
     fat.add_file(ESP_BOOT_LOADER_PATH, systemd_boot)?;
     fat.add_file("loader/loader.conf", LOADER_CONF.as_bytes().to_vec())?;

@@ -41,12 +41,26 @@ pub fn build(c: &Contents<'_>) -> Result<(Vec<u8>, Vec<String>), InitramfsError>
         move |source| InitramfsError::Io { what, path, source }
     };
     let closure = c.modules.closure(c.requested)?;
-    let gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
     let mut w = CpioWriter::new(gz, c.mtime);
     let wrap = |e| io_err("writing initramfs entry", Path::new("(memory)"))(e);
     let moddir = format!("usr/lib/modules/{}", c.modules.kver);
     let mut dirs = BTreeSet::new();
-    for d in ["dev", "etc", "etc/keel", "proc", "run", "sys", "sysroot", "usr", "usr/lib", "usr/lib/modules", moddir.as_str()] {
+    for d in [
+        "dev",
+        "etc",
+        "etc/keel",
+        "proc",
+        "run",
+        "sys",
+        "sysroot",
+        "usr",
+        "usr/lib",
+        "usr/lib/modules",
+        moddir.as_str(),
+    ] {
         dirs.insert(d.to_string());
     }
     for m in &closure {
@@ -64,7 +78,11 @@ pub fn build(c: &Contents<'_>) -> Result<(Vec<u8>, Vec<String>), InitramfsError>
     w.file(
         "etc/initrd-release",
         0o644,
-        format!("NAME=\"Keel initrd\"\nID=keel\nVERSION_ID=\"{}\"\n", c.version).as_bytes(),
+        format!(
+            "NAME=\"Keel initrd\"\nID=keel\nVERSION_ID=\"{}\"\n",
+            c.version
+        )
+        .as_bytes(),
     )
     .map_err(wrap)?;
     let mut list = String::new();

@@ -8,10 +8,13 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod build;
 pub mod config;
 pub mod cpio;
 pub mod deb;
 pub mod disk;
+pub mod esp;
+pub mod fat;
 pub mod initramfs;
 pub mod modules;
 pub mod rootfs;

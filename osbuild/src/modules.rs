@@ -18,7 +18,9 @@ pub enum ModulesError {
     },
     #[error("kernel module {path}: {reason}")]
     Bad { path: PathBuf, reason: String },
-    #[error("kernel module {name:?} is neither built into kernel {kver} nor shipped as a module{chain}")]
+    #[error(
+        "kernel module {name:?} is neither built into kernel {kver} nor shipped as a module{chain}"
+    )]
     Missing {
         name: String,
         kver: String,
@@ -91,7 +93,9 @@ impl ModuleSet {
                 let mut pre = Vec::new();
                 for (k, v) in &info {
                     match k.as_str() {
-                        "depends" => depends.extend(v.split(',').filter(|s| !s.is_empty()).map(normalize)),
+                        "depends" => {
+                            depends.extend(v.split(',').filter(|s| !s.is_empty()).map(normalize))
+                        }
                         "softdep" => pre.extend(parse_softdep_pre(v)),
                         _ => {}
                     }
@@ -145,7 +149,12 @@ impl ModuleSet {
         out
     }
 
-    fn dep_order<'a>(&'a self, m: &'a Module, seen: &mut BTreeSet<String>, order: &mut Vec<&'a Module>) {
+    fn dep_order<'a>(
+        &'a self,
+        m: &'a Module,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<&'a Module>,
+    ) {
         for d in &m.depends {
             if let Some(dm) = self.modules.get(d) {
                 if seen.insert(d.clone()) {
@@ -224,13 +233,16 @@ fn modinfo(data: &[u8]) -> Result<Vec<(String, String)>, String> {
     let section = obj
         .section_by_name(".modinfo")
         .ok_or_else(|| "no .modinfo section".to_string())?;
-    let bytes = section.data().map_err(|e| format!("reading .modinfo: {e}"))?;
+    let bytes = section
+        .data()
+        .map_err(|e| format!("reading .modinfo: {e}"))?;
     Ok(bytes
         .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
         .filter_map(|s| {
             let s = String::from_utf8_lossy(s);
-            s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect())
 }
@@ -281,9 +293,17 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["kernel/dm_mod.ko", "kernel/dm_bufio.ko", "kernel/dm_verity.ko", "kernel/crc32c.ko", "kernel/ext4.ko"]
+            [
+                "kernel/dm_mod.ko",
+                "kernel/dm_bufio.ko",
+                "kernel/dm_verity.ko",
+                "kernel/crc32c.ko",
+                "kernel/ext4.ko"
+            ]
         );
-        assert!(s.modules_dep().contains("kernel/dm_verity.ko: kernel/dm_bufio.ko kernel/dm_mod.ko\n"));
+        assert!(s
+            .modules_dep()
+            .contains("kernel/dm_verity.ko: kernel/dm_bufio.ko kernel/dm_mod.ko\n"));
     }
 
     #[test]

@@ -23,7 +23,9 @@ fn err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError
 }
 
 /// Directories that must exist on the read-only root as mount points.
-const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "run", "tmp", "var", "etc", "root", "home", "mnt"];
+const MOUNT_POINTS: &[&str] = &[
+    "proc", "sys", "dev", "run", "tmp", "var", "etc", "root", "home", "mnt",
+];
 
 /// Merged /usr: the top-level compatibility links.
 const USR_LINKS: &[(&str, &str)] = &[
@@ -60,7 +62,8 @@ pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsE
         fs::create_dir_all(&p).map_err(err("creating", &p))?;
     }
     let tmp = root.join("tmp");
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(err("setting mode of", &tmp))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
+        .map_err(err("setting mode of", &tmp))?;
 
     // os-release identifies Keel and the image version.
     let usr_os = root.join("usr/lib/os-release");
@@ -107,7 +110,8 @@ fn accounts(root: &Path) -> Result<(), RootfsError> {
     let master = root.join("usr/share/base-passwd");
     let passwd = fs::read_to_string(master.join("passwd.master"))
         .unwrap_or_else(|_| "root:x:0:0:root:/root:/bin/sh\n".to_string());
-    let group = fs::read_to_string(master.join("group.master")).unwrap_or_else(|_| "root:x:0:\n".to_string());
+    let group = fs::read_to_string(master.join("group.master"))
+        .unwrap_or_else(|_| "root:x:0:\n".to_string());
     let passwd = if root.join("usr/bin/bash").exists() {
         passwd
     } else {
@@ -135,7 +139,8 @@ fn accounts(root: &Path) -> Result<(), RootfsError> {
         let p = root.join(name);
         write(&p, text.as_bytes(), 0o640)?;
         if rustix::process::geteuid().is_root() {
-            std::os::unix::fs::chown(&p, Some(0), Some(shadow_gid)).map_err(err("setting owner of", &p))?;
+            std::os::unix::fs::chown(&p, Some(0), Some(shadow_gid))
+                .map_err(err("setting owner of", &p))?;
         }
     }
     Ok(())
@@ -149,7 +154,8 @@ fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), RootfsError> {
         fs::remove_file(path).map_err(err("replacing", path))?;
     }
     fs::write(path, data).map_err(err("writing", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err("setting mode of", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(err("setting mode of", path))
 }
 
 fn replace_with_symlink(path: &Path, target: &str) -> Result<(), RootfsError> {
@@ -210,22 +216,52 @@ mod tests {
         fs::write(root.join("etc/machine-id"), "abc").unwrap();
         let init = tmp.path().join("keel-init");
         fs::write(&init, "ELF").unwrap();
-        let rel = OsRelease { image_id: "t".into(), version: "1.0".into() };
+        let rel = OsRelease {
+            image_id: "t".into(),
+            version: "1.0".into(),
+        };
         let var = tmp.path().join("var");
-        finish(&root, &var, &Finish { os_release: &rel, init_binary: &init }).unwrap();
-        assert_eq!(OsRelease::parse(&fs::read_to_string(root.join("etc/os-release")).unwrap()), Some(rel));
-        assert_eq!(fs::read(root.join("usr/lib/keel/keel-init")).unwrap(), b"ELF");
-        assert_eq!(fs::read_link(root.join("usr/bin/sh")).unwrap(), PathBuf::from("busybox"));
-        assert_eq!(fs::read_link(root.join("lib")).unwrap(), PathBuf::from("usr/lib"));
+        finish(
+            &root,
+            &var,
+            &Finish {
+                os_release: &rel,
+                init_binary: &init,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            OsRelease::parse(&fs::read_to_string(root.join("etc/os-release")).unwrap()),
+            Some(rel)
+        );
+        assert_eq!(
+            fs::read(root.join("usr/lib/keel/keel-init")).unwrap(),
+            b"ELF"
+        );
+        assert_eq!(
+            fs::read_link(root.join("usr/bin/sh")).unwrap(),
+            PathBuf::from("busybox")
+        );
+        assert_eq!(
+            fs::read_link(root.join("lib")).unwrap(),
+            PathBuf::from("usr/lib")
+        );
         assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
         assert!(root.join("etc/ssh/sshd_config").exists());
         assert!(!root.join("etc/machine-id").exists());
         assert!(var.join("lib/x").is_dir());
         assert_eq!(fs::read_dir(root.join("var")).unwrap().count(), 0);
-        assert!(fs::read_to_string(root.join("etc/passwd")).unwrap().starts_with("root:x:0:0:"));
-        assert!(fs::read_to_string(root.join("etc/shadow")).unwrap().starts_with("root:*:"));
+        assert!(fs::read_to_string(root.join("etc/passwd"))
+            .unwrap()
+            .starts_with("root:x:0:0:"));
+        assert!(fs::read_to_string(root.join("etc/shadow"))
+            .unwrap()
+            .starts_with("root:*:"));
         clamp_times(&root, 1_000_000_000).unwrap();
         let m = fs::symlink_metadata(root.join("usr/lib/os-release")).unwrap();
-        assert_eq!(filetime::FileTime::from_last_modification_time(&m).unix_seconds(), 1_000_000_000);
+        assert_eq!(
+            filetime::FileTime::from_last_modification_time(&m).unix_seconds(),
+            1_000_000_000
+        );
     }
 }

@@ -57,13 +57,22 @@ pub fn mkfs_erofs(dir: &Path, out: &Path, uuid: &uuid::Uuid, epoch: u64) -> Resu
 
 /// An ext4 filesystem of `size` bytes in the file `out`, populated from
 /// `dir`, with fixed UUID, hash seed and time.
-pub fn mkfs_ext4(dir: &Path, out: &Path, size: u64, label: &str, uuid: &uuid::Uuid, epoch: u64) -> Result<(), ToolError> {
+pub fn mkfs_ext4(
+    dir: &Path,
+    out: &Path,
+    size: u64,
+    label: &str,
+    uuid: &uuid::Uuid,
+    epoch: u64,
+) -> Result<(), ToolError> {
     run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-b", "4096", "-L", label])
         .arg("-U")
         .arg(uuid.to_string())
         .arg("-E")
-        .arg(format!("hash_seed={uuid},root_owner=0:0,lazy_itable_init=0,nodiscard"))
+        .arg(format!(
+            "hash_seed={uuid},root_owner=0:0,lazy_itable_init=0,nodiscard"
+        ))
         .arg("-d")
         .arg(dir)
         .arg(out)
@@ -88,7 +97,10 @@ pub fn check_available(tools: &[&str]) -> Result<(), ToolError> {
         if !found {
             return Err(ToolError::Spawn {
                 tool: t.to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} not found in PATH", OsStr::new(t).to_string_lossy())),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{} not found in PATH", OsStr::new(t).to_string_lossy()),
+                ),
             });
         }
     }

@@ -136,7 +136,10 @@ fn reader_to_root(
         .map_err(io_err("reading data.tar of", deb))?;
     for entry in entries {
         let mut entry = entry.map_err(io_err("reading data.tar of", deb))?;
-        let raw_path = entry.path().map_err(io_err("reading entry in", deb))?.into_owned();
+        let raw_path = entry
+            .path()
+            .map_err(io_err("reading entry in", deb))?
+            .into_owned();
         let Some(rel) = image_path(&raw_path) else {
             if !raw_path.as_os_str().is_empty() && raw_path != Path::new("./") {
                 stats.dropped += 1;
@@ -146,9 +149,16 @@ fn reader_to_root(
         let relocated = rel.as_path() != strip_dot(&raw_path);
         let dest = root.join(&rel);
         let header = entry.header();
-        let mode = header.mode().map_err(io_err("reading mode of", &raw_path))? & 0o7777;
-        let uid = header.uid().map_err(io_err("reading owner of", &raw_path))?;
-        let gid = header.gid().map_err(io_err("reading group of", &raw_path))?;
+        let mode = header
+            .mode()
+            .map_err(io_err("reading mode of", &raw_path))?
+            & 0o7777;
+        let uid = header
+            .uid()
+            .map_err(io_err("reading owner of", &raw_path))?;
+        let gid = header
+            .gid()
+            .map_err(io_err("reading group of", &raw_path))?;
         let kind = header.entry_type();
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
@@ -165,7 +175,9 @@ fn reader_to_root(
                     // A package's directory where merged /usr already put a
                     // symlink (e.g. /lib64) keeps the symlink.
                     Ok(m) if m.file_type().is_symlink() => continue,
-                    Ok(_) => return Err(entry_err("a file is in the way of this directory".into())),
+                    Ok(_) => {
+                        return Err(entry_err("a file is in the way of this directory".into()))
+                    }
                     Err(_) => fs::create_dir(&dest).map_err(io_err("creating", &dest))?,
                 }
             }
@@ -221,7 +233,7 @@ fn reader_to_root(
                 .map_err(io_err("setting owner of", &dest))?;
         }
         // After chown, which clears set-id bits.
-        fs::set_permissions(&dest, fs::Permissions::from_mode(mode as u32))
+        fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
             .map_err(io_err("setting mode of", &dest))?;
     }
     Ok(stats)
@@ -248,22 +260,37 @@ mod tests {
     fn merged_usr_and_filters() {
         let p = |s: &str| image_path(Path::new(s));
         assert_eq!(p("./bin/sh"), Some("usr/bin/sh".into()));
-        assert_eq!(p("./lib/x86_64-linux-gnu/libc.so.6"), Some("usr/lib/x86_64-linux-gnu/libc.so.6".into()));
+        assert_eq!(
+            p("./lib/x86_64-linux-gnu/libc.so.6"),
+            Some("usr/lib/x86_64-linux-gnu/libc.so.6".into())
+        );
         assert_eq!(p("./usr/sbin/x"), Some("usr/sbin/x".into()));
         assert_eq!(p("./etc/passwd"), Some("etc/passwd".into()));
         assert_eq!(p("./usr/share/man/man1/ls.1.gz"), None);
         assert_eq!(p("./usr/share/locale"), None);
         assert_eq!(p("./usr/share/doc/busybox/changelog.gz"), None);
-        assert_eq!(p("./usr/share/doc/busybox/copyright"), Some("usr/share/doc/busybox/copyright".into()));
-        assert_eq!(p("./usr/share/doc/busybox"), Some("usr/share/doc/busybox".into()));
+        assert_eq!(
+            p("./usr/share/doc/busybox/copyright"),
+            Some("usr/share/doc/busybox/copyright".into())
+        );
+        assert_eq!(
+            p("./usr/share/doc/busybox"),
+            Some("usr/share/doc/busybox".into())
+        );
         assert_eq!(p("./"), None);
         assert_eq!(p("../etc"), None);
     }
 
     #[test]
     fn relocated_relative_symlinks_keep_their_target() {
-        assert_eq!(absolute_target(Path::new("lib/x/y"), Path::new("../z")), PathBuf::from("/lib/z"));
-        assert_eq!(absolute_target(Path::new("bin/a"), Path::new("/usr/bin/b")), PathBuf::from("/usr/bin/b"));
+        assert_eq!(
+            absolute_target(Path::new("lib/x/y"), Path::new("../z")),
+            PathBuf::from("/lib/z")
+        );
+        assert_eq!(
+            absolute_target(Path::new("bin/a"), Path::new("/usr/bin/b")),
+            PathBuf::from("/usr/bin/b")
+        );
     }
 
     #[test]
@@ -291,15 +318,25 @@ mod tests {
             .arg(&deb)
             .output()
             .unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         let root = tmp.path().join("root");
         fs::create_dir(&root).unwrap();
         let stats = unpack(&deb, &root, rustix::process::geteuid().is_root()).unwrap();
         assert_eq!(stats.dropped, 3, "man dirs and page");
         let m = fs::metadata(root.join("usr/bin/tool")).unwrap();
         assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
-        assert_eq!(fs::read_link(root.join("usr/bin/alias")).unwrap(), PathBuf::from("/bin/tool"));
-        assert_eq!(fs::read_link(root.join("usr/lib/conf-link")).unwrap(), PathBuf::from("/etc/conf"));
+        assert_eq!(
+            fs::read_link(root.join("usr/bin/alias")).unwrap(),
+            PathBuf::from("/bin/tool")
+        );
+        assert_eq!(
+            fs::read_link(root.join("usr/lib/conf-link")).unwrap(),
+            PathBuf::from("/etc/conf")
+        );
         assert!(!root.join("usr/share/man").exists());
         assert!(!root.join("bin").exists());
     }

@@ -1,0 +1,21 @@
+//! `keel-init`: Keel's PID 1.
+//!
+//! Stage 1 runs in the initramfs (where `/etc/initrd-release` exists): it
+//! sets up the dm-verity root, /var and /etc and switches to the real root.
+//! Stage 2 is PID 1 of the real root. Root-only system calls go through
+//! [`sys::Sys`], so both stages run against a temporary directory in tests.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod error;
+pub mod ext4;
+pub mod gpt_grow;
+pub mod halt;
+pub mod partitions;
+pub mod recording;
+pub mod stage1;
+pub mod stage2;
+pub mod switch_root;
+pub mod sys;
+#[cfg(test)]
+mod testutil;
+pub mod var;

@@ -1,0 +1,109 @@
+//! Boots the default test image (`minimal`, built by `make image`) and
+//! checks the promises of the foundation: a verified read-only root, a
+//! writable /var that grows to the disk and persists, and an /etc whose
+//! changes persist.
+#![allow(clippy::unwrap_used)]
+
+use qemu_tests::{find_image, Guest, GuestBuilder, BOOT_TIMEOUT, COMMAND_TIMEOUT};
+
+const IMAGE: &str = "minimal";
+/// The full line, so a wait never ends on a half-printed one.
+const DONE: &str = "keel-init: boot complete: version 0.1.0, slot a";
+
+fn boot(disk_size: u64) -> Guest {
+    let image = find_image(IMAGE).unwrap();
+    let guest = GuestBuilder::new(&image)
+        .name(IMAGE)
+        .disk_size(disk_size)
+        .no_network()
+        .boot()
+        .unwrap();
+    guest.wait_for_line(DONE, BOOT_TIMEOUT).unwrap();
+    guest
+}
+
+fn run(g: &Guest, cmd: &str) -> String {
+    g.run_ok(cmd, COMMAND_TIMEOUT).unwrap()
+}
+
+#[test]
+fn root_is_verified_and_read_only() {
+    let g = boot(4 << 30);
+    // / is the dm-verity device, mounted read-only.
+    let mounts = run(&g, "cat /proc/mounts");
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/"))
+        .unwrap_or_else(|| panic!("no / in /proc/mounts:\n{mounts}"));
+    let f: Vec<&str> = root.split_whitespace().collect();
+    assert_eq!(f[0], "/dev/mapper/keel-root", "{root}");
+    assert_eq!(f[2], "erofs", "{root}");
+    assert!(f[3].split(',').any(|o| o == "ro"), "{root}");
+    // The device-mapper device really is a verity target named keel-root.
+    assert_eq!(run(&g, "cat /sys/block/dm-0/dm/name").trim(), "keel-root");
+    let table_target = run(
+        &g,
+        "cat /sys/block/dm-0/dm/uuid; ls /sys/module | grep -x dm_verity",
+    );
+    assert!(table_target.contains("dm_verity"), "{table_target}");
+    // Writes fail with EROFS, both at / and deep in /usr.
+    for path in ["/keel-test", "/usr/bin/keel-test"] {
+        let out = g.run(&format!("echo x > {path}"), COMMAND_TIMEOUT).unwrap();
+        assert_ne!(out.exit_code, 0, "writing {path} succeeded");
+        assert!(
+            out.output.contains("Read-only file system"),
+            "{path}: {}",
+            out.output
+        );
+    }
+    // os-release identifies Keel and the version.
+    let osr = run(&g, "cat /etc/os-release");
+    assert!(
+        osr.contains("ID=keel") && osr.contains("IMAGE_VERSION=\"0.1.0\""),
+        "{osr}"
+    );
+    // No per-machine identity was baked in.
+    assert!(
+        g.run("test -e /etc/machine-id", COMMAND_TIMEOUT)
+            .unwrap()
+            .exit_code
+            != 0
+    );
+}
+
+#[test]
+fn var_and_etc_persist_across_reboot_and_var_fills_the_disk() {
+    let mut g = boot(3 << 30);
+    // /var grew from the image's 256 MiB to the end of the 3 GiB disk
+    // (the ESP and the four slot partitions take about 1.3 GiB).
+    let df = run(&g, "df -k /var | tail -n 1");
+    let kib: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(kib > 1_600_000, "/var is only {kib} KiB: {df}");
+    let token = format!("{:x}", std::process::id() as u64 * 7919 + 17);
+    run(
+        &g,
+        &format!("mkdir -p /var/lib/keel-test && echo {token} > /var/lib/keel-test/state"),
+    );
+    run(
+        &g,
+        &format!("echo {token} > /etc/keel-test.conf && echo changed >> /etc/hostname"),
+    );
+    run(&g, "sync");
+    let mark = g.serial_offset();
+    g.send("reboot -f\n").unwrap();
+    g.wait_for_line_after(DONE, mark, BOOT_TIMEOUT).unwrap();
+    assert_eq!(run(&g, "cat /var/lib/keel-test/state").trim(), token);
+    assert_eq!(run(&g, "cat /etc/keel-test.conf").trim(), token);
+    assert!(run(&g, "cat /etc/hostname").contains("changed"));
+    // The change lives in the overlay's upper layer on /var, and the image's
+    // own /etc still shows through.
+    assert_eq!(
+        run(&g, "cat /var/lib/keel/etc/upper/keel-test.conf").trim(),
+        token
+    );
+    assert!(run(&g, "cat /etc/os-release").contains("ID=keel"));
+    // A second boot does not grow again; the size is stable.
+    let df2 = run(&g, "df -k /var | tail -n 1");
+    assert_eq!(df2.split_whitespace().nth(1), df.split_whitespace().nth(1));
+    g.kill();
+}
