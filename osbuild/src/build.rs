@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use keel_core::layout::{self, Slot};
 use keel_core::osrelease::OsRelease;
 use keel_core::verity;
+use sha2::Digest;
 
 use crate::config::ImageConfig;
 use crate::disk::{derived_uuid, Layout, PartitionSpec, MIB};
@@ -77,7 +78,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     let t0 = Instant::now();
     let cfg = ImageConfig::load(&opts.config_path)?;
     let stem = format!("{}-{}", cfg.image.name, cfg.image.version);
-    let mut required_tools = vec!["mkfs.erofs", "mkfs.ext4"];
+    let mut required_tools = vec!["mkfs.erofs", "mkfs.ext4", "debugfs"];
     if opts.formats.contains(&Format::Qcow2) {
         required_tools.push("qemu-img");
     }
@@ -222,7 +223,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     }
     let verity_img = work.join("root.verity");
     let params = verity::VerityParams {
-        salt: derived_uuid(&seed, "verity-salt").as_bytes().repeat(2),
+        salt: sha2::Sha256::digest(format!("{seed}\0verity-salt")).to_vec(),
         uuid: *derived_uuid(&seed, "verity-uuid").as_bytes(),
     };
     let tree = {
@@ -268,6 +269,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         &derived_uuid(&seed, "var-fs"),
         epoch,
     )?;
+    tools::ext4_fix_times(&var_img, &var_dir, epoch)?;
     let verity_part = verity::hash_device_size(root_part);
     let specs = vec![
         PartitionSpec {

@@ -81,6 +81,59 @@ pub fn mkfs_ext4(
         .env("SOURCE_DATE_EPOCH", epoch.to_string()))
 }
 
+/// mke2fs -d copies ctime (which nothing can set) and atime from the
+/// staging files; debugfs sets every timestamp of every inode to `epoch`.
+pub fn ext4_fix_times(image: &Path, staged: &Path, epoch: u64) -> Result<(), ToolError> {
+    let mut script = String::new();
+    let mut add = |p: &str| {
+        for field in ["atime", "ctime", "mtime", "crtime"] {
+            script.push_str(&format!("sif \"{p}\" {field} @{epoch}\n"));
+        }
+    };
+    add("/");
+    add("/lost+found");
+    let mut stack = vec![staged.to_path_buf()];
+    let mut paths = Vec::new();
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| ToolError::Spawn {
+            tool: format!("reading {}", d.display()),
+            source,
+        })?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p.clone());
+            }
+            if let Ok(rel) = p.strip_prefix(staged) {
+                paths.push(format!("/{}", rel.to_string_lossy()));
+            }
+        }
+    }
+    paths.sort();
+    for p in &paths {
+        if p.contains('"') || p.contains('\n') {
+            return Err(ToolError::Failed {
+                tool: "debugfs".into(),
+                status: std::process::ExitStatus::default(),
+                stderr: format!("cannot address {p:?} in a debugfs script"),
+            });
+        }
+        add(p);
+    }
+    let script_path = image.with_extension("debugfs");
+    std::fs::write(&script_path, script).map_err(|source| ToolError::Spawn {
+        tool: format!("writing {}", script_path.display()),
+        source,
+    })?;
+    let r = run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&script_path)
+        .arg(image));
+    let _ = std::fs::remove_file(&script_path);
+    r
+}
+
 pub fn qemu_img_convert(raw: &Path, qcow2: &Path) -> Result<(), ToolError> {
     run(Command::new("qemu-img")
         .args(["convert", "-f", "raw", "-O", "qcow2", "-c"])

@@ -1,0 +1,187 @@
+//! `osbuild build` end to end: reproducible output from a warm cache with
+//! no network, and bad input that fails with one clear line and leaves no
+//! image under a final name.
+//!
+//! These run against the download cache that `make image` filled
+//! (`--offline`), and the keel-init binary it built ($KEEL_INIT_BINARY, or
+//! target/x86_64-unknown-linux-gnu/release/keel-init).
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn init_binary() -> PathBuf {
+    let p = std::env::var_os("KEEL_INIT_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/x86_64-unknown-linux-gnu/release/keel-init"));
+    assert!(
+        p.is_file(),
+        "{} missing: run `make image` first",
+        p.display()
+    );
+    p
+}
+
+fn minimal_config() -> String {
+    fs::read_to_string(workspace().join("image-configs/minimal.toml")).unwrap()
+}
+
+/// Runs `osbuild build` offline with a fixed SOURCE_DATE_EPOCH.
+fn osbuild(config: &str, dir: &Path, out: &Path, extra: &[&str]) -> Output {
+    let cfg = dir.join("image.toml");
+    fs::write(&cfg, config).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .arg("build")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(out)
+        .arg("--offline")
+        .arg("--init-binary")
+        .arg(init_binary())
+        .args(extra)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap()
+}
+
+fn sha256(path: &Path) -> String {
+    let mut f = fs::File::open(path).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    hex::encode(h.finalize())
+}
+
+/// The single error line osbuild printed; fails unless it failed with one.
+fn error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "osbuild succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("osbuild: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one error line:\n{stderr}");
+    errors[0].to_string()
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn two_offline_builds_are_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for out in [&a, &b] {
+        let o = osbuild(&minimal_config(), tmp.path(), out, &["--format", "raw"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let raw = "minimal-0.1.0.raw";
+    assert_eq!(
+        sha256(&a.join(raw)),
+        sha256(&b.join(raw)),
+        "raw images differ"
+    );
+    let manifest = "minimal-0.1.0.manifest.json";
+    assert_eq!(
+        fs::read(a.join(manifest)).unwrap(),
+        fs::read(b.join(manifest)).unwrap()
+    );
+    // Only the requested format and the manifest; no work tree left over.
+    let mut names = listing(&a);
+    names.sort();
+    assert_eq!(names, [manifest, raw]);
+}
+
+#[test]
+fn unknown_key_is_named_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cfg = minimal_config().replace("include =", "includes =");
+    let line = error_line(&osbuild(&cfg, tmp.path(), &out, &[]));
+    assert!(
+        line.contains("image.toml") && line.contains("packages.includes"),
+        "{line}"
+    );
+    assert!(listing(&out).is_empty(), "{:?}", listing(&out));
+}
+
+#[test]
+fn missing_package_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cfg = minimal_config().replace("include = [", "include = [\"keel-no-such-package\", ");
+    let line = error_line(&osbuild(&cfg, tmp.path(), &out, &[]));
+    assert!(line.contains("keel-no-such-package"), "{line}");
+    assert!(listing(&out).is_empty(), "{:?}", listing(&out));
+}
+
+#[test]
+fn unwritable_output_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("file");
+    fs::write(&not_a_dir, "x").unwrap();
+    let line = error_line(&osbuild(
+        &minimal_config(),
+        tmp.path(),
+        &not_a_dir.join("out"),
+        &[],
+    ));
+    assert!(
+        line.contains("output directory") && line.contains("file/out"),
+        "{line}"
+    );
+}
+
+/// A failure late in the pipeline (after the root filesystem was made)
+/// removes the work tree and leaves no image under its final name.
+#[test]
+fn late_failure_leaves_no_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cfg = minimal_config().replace(
+        "initrd-modules = [",
+        "initrd-modules = [\"keel_no_such_module\", ",
+    );
+    let line = error_line(&osbuild(&cfg, tmp.path(), &out, &[]));
+    assert!(line.contains("keel_no_such_module"), "{line}");
+    assert!(listing(&out).is_empty(), "left behind: {:?}", listing(&out));
+}
+
+#[test]
+fn dynamically_linked_init_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("image.toml");
+    fs::write(&cfg, minimal_config()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args([
+            "build",
+            "--offline",
+            "--init-binary",
+            "/usr/bin/true",
+            "--out",
+        ])
+        .arg(tmp.path().join("out"))
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let line = error_line(&o);
+    assert!(
+        line.contains("/usr/bin/true") && line.contains("dynamically linked"),
+        "{line}"
+    );
+}
