@@ -36,6 +36,7 @@ lint:
 
 ## Everything: lint, unit tests, image checks, reproducibility, QEMU boots.
 test: image lint
+	./qemu-tests/fetch-test-kernel.sh
 	$(CARGO) test --locked --workspace --no-fail-fast -- --test-threads=2
 
 ## Cold and warm build times and sizes next to mmdebstrap (docs/performance.md).

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Fetch the kernel and the few modules that tests/harness.rs boots with busybox:
-# Debian's cloud kernel from the host's apt sources, into ${KEEL_TEST_KERNEL_DIR:-~/.cache/keel}.
+# Debian's cloud kernel from the host's apt sources, into ${KEEL_TEST_KERNEL_DIR:-~/.cache/keel/test-kernel}.
 set -eu
-dest=${KEEL_TEST_KERNEL_DIR:-$HOME/.cache/keel}
+dest=${KEEL_TEST_KERNEL_DIR:-$HOME/.cache/keel/test-kernel}
+if [ -f "$dest/vmlinuz" ] && [ -f "$dest/modules/qemu_fw_cfg.ko" ]; then exit 0; fi
 pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' \
     | cut -d' ' -f1 | sort -V | tail -n1)
 [ -n "$pkg" ] || { echo "no linux-image-6.1.0-*-cloud-amd64 in apt sources" >&2; exit 1; }

@@ -8,6 +8,7 @@ declare -A NEED=(
   [mkfs.erofs]=erofs-utils
   [fsck.erofs]=erofs-utils
   [mkfs.ext4]=e2fsprogs
+  [debugfs]=e2fsprogs
   [qemu-img]=qemu-utils
   [qemu-system-x86_64]=qemu-system-x86
   [veritysetup]=cryptsetup-bin

@@ -1,7 +1,7 @@
 //! Self-tests of the QEMU harness, without a Keel image.
 //!
 //! The direct-kernel tests need `vmlinuz` and `modules/*.ko` of Debian's cloud
-//! kernel in `$KEEL_TEST_KERNEL_DIR` (default `~/.cache/keel`; run
+//! kernel in `$KEEL_TEST_KERNEL_DIR` (default `~/.cache/keel/test-kernel`; run
 //! `qemu-tests/fetch-test-kernel.sh` once) and a static busybox at
 //! `/usr/bin/busybox` (package busybox-static). They fail, never skip, when
 //! those are missing. Nothing here needs the network at test time; guests only
@@ -48,7 +48,7 @@ const MODULES: [&str; 9] = [
 
 fn kernel_dir() -> PathBuf {
     let dir = std::env::var_os("KEEL_TEST_KERNEL_DIR").map_or_else(
-        || PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/keel"),
+        || PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/keel/test-kernel"),
         PathBuf::from,
     );
     assert!(
