@@ -46,7 +46,7 @@ fn run(cmd: &mut Command) -> Result<(), ToolError> {
 /// An erofs image of `dir`, lz4hc-compressed, every timestamp `epoch`.
 pub fn mkfs_erofs(dir: &Path, out: &Path, uuid: &uuid::Uuid, epoch: u64) -> Result<(), ToolError> {
     run(Command::new("mkfs.erofs")
-        .arg("-zlz4hc,12")
+        .arg("-zlz4hc")
         .arg(format!("-T{epoch}"))
         .arg(format!("-U{uuid}"))
         .arg("--quiet")
