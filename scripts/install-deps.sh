@@ -35,7 +35,18 @@ for f in "${FILES[@]}"; do
   [ -e "${f%%:*}" ] || missing+=("${f##*:}")
 done
 
+# The tests read apt's verified InRelease files and fetch a test kernel by
+# name, so the package lists must exist even when nothing is missing.
+have_lists=false
+for f in /var/lib/apt/lists/*_InRelease; do
+  [ -e "$f" ] && have_lists=true && break
+done
+
 if [ ${#missing[@]} -eq 0 ]; then
+  if ! $have_lists; then
+    [ "$(id -u)" -eq 0 ] || { echo "install-deps: apt lists missing; run apt-get update as root" >&2; exit 1; }
+    apt-get update -qq
+  fi
   exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
