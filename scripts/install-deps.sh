@@ -22,6 +22,8 @@ declare -A NEED=(
   [mmdebstrap]=mmdebstrap
   [busybox]=busybox-static
   [ignition-validate]=ignition
+  [systemd-analyze]=systemd
+  [systemd-escape]=systemd
 )
 FILES=(/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/share/keyrings/debian-archive-keyring.gpg:debian-archive-keyring)
 

@@ -11,6 +11,7 @@ pub mod ext4;
 pub mod gpt_grow;
 pub mod halt;
 pub mod partitions;
+pub mod plan;
 pub mod recording;
 pub mod stage1;
 pub mod stage2;
@@ -18,4 +19,5 @@ pub mod switch_root;
 pub mod sys;
 #[cfg(test)]
 mod testutil;
+pub mod unit;
 pub mod var;
