@@ -205,7 +205,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     let t = step("making the erofs root and its dm-verity tree");
     let seed = format!("keel:{stem}");
     let erofs = work.join("root.erofs");
-    tools::mkfs_erofs(&root, &erofs, &derived_uuid(&seed, "root-a-fs"), epoch)?;
+    tools::mkfs_erofs(
+        &root,
+        &erofs,
+        &derived_uuid(&seed, "root-a-fs"),
+        epoch,
+        !chown,
+    )?;
     let erofs_size = fs::metadata(&erofs)
         .with_context(|| format!("reading {}", erofs.display()))?
         .len();
@@ -269,7 +275,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         &derived_uuid(&seed, "var-fs"),
         epoch,
     )?;
-    tools::ext4_fix_times(&var_img, &var_dir, epoch)?;
+    tools::ext4_fix_inodes(&var_img, &var_dir, epoch, !chown)?;
     let verity_part = verity::hash_device_size(root_part);
     let specs = vec![
         PartitionSpec {

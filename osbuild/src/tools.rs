@@ -44,8 +44,20 @@ fn run(cmd: &mut Command) -> Result<(), ToolError> {
 }
 
 /// An erofs image of `dir`, lz4hc-compressed, every timestamp `epoch`.
-pub fn mkfs_erofs(dir: &Path, out: &Path, uuid: &uuid::Uuid, epoch: u64) -> Result<(), ToolError> {
-    run(Command::new("mkfs.erofs")
+/// `all_root` makes every file owned by root (for builds not run as root,
+/// where the staging tree belongs to the builder).
+pub fn mkfs_erofs(
+    dir: &Path,
+    out: &Path,
+    uuid: &uuid::Uuid,
+    epoch: u64,
+    all_root: bool,
+) -> Result<(), ToolError> {
+    let mut cmd = Command::new("mkfs.erofs");
+    if all_root {
+        cmd.arg("--all-root");
+    }
+    run(cmd
         .arg("-zlz4hc")
         .arg(format!("-T{epoch}"))
         .arg(format!("-U{uuid}"))
@@ -82,12 +94,21 @@ pub fn mkfs_ext4(
 }
 
 /// mke2fs -d copies ctime (which nothing can set) and atime from the
-/// staging files; debugfs sets every timestamp of every inode to `epoch`.
-pub fn ext4_fix_times(image: &Path, staged: &Path, epoch: u64) -> Result<(), ToolError> {
+/// staging files; debugfs sets every timestamp of every inode to `epoch`,
+/// and with `all_root` every owner to root.
+pub fn ext4_fix_inodes(
+    image: &Path,
+    staged: &Path,
+    epoch: u64,
+    all_root: bool,
+) -> Result<(), ToolError> {
     let mut script = String::new();
     let mut add = |p: &str| {
         for field in ["atime", "ctime", "mtime", "crtime"] {
             script.push_str(&format!("sif \"{p}\" {field} @{epoch}\n"));
+        }
+        if all_root {
+            script.push_str(&format!("sif \"{p}\" uid 0\nsif \"{p}\" gid 0\n"));
         }
     };
     add("/");
