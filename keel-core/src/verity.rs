@@ -356,18 +356,6 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    fn sample() -> Superblock {
-        Superblock {
-            uuid: *b"0123456789abcdef",
-            hash_type: 1,
-            algorithm: "sha256".into(),
-            data_block_size: 4096,
-            hash_block_size: 4096,
-            data_blocks: 129,
-            salt: vec![0xaa; 32],
-        }
-    }
-
     #[test]
     fn sizes_follow_cryptsetup_levels() {
         assert_eq!(level_sizes(1), Vec::<u64>::new());
@@ -483,7 +471,7 @@ mod tests {
     fn table_params() {
         let sb = Superblock {
             salt: vec![0xab, 0x01],
-            ..sample()
+            ..superblock::tests::sample()
         };
         let root = [0x11u8; 32];
         assert_eq!(

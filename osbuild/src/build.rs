@@ -83,7 +83,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         required_tools.push("qemu-img");
     }
     tools::check_available(&required_tools)?;
-    check_init_binary(&opts.init_binary)?;
+    let init_bytes = read_init_binary(&opts.init_binary)?;
 
     fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
@@ -140,15 +140,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
 
     // 2. Fetch.
     let t = step("fetching packages");
-    let root_debs = repo
-        .fetch(&root_pkgs, &opts.cache_dir, mode)
+    // One call: one progress bar and one pool of download threads.
+    let all: Vec<_> = root_pkgs
+        .iter()
+        .chain(&kernel_pkgs)
+        .chain(&boot_pkgs)
+        .cloned()
+        .collect();
+    let mut debs = repo
+        .fetch(&all, &opts.cache_dir, mode)
         .context("fetching packages")?;
-    let kernel_debs = repo
-        .fetch(&kernel_pkgs, &opts.cache_dir, mode)
-        .context("fetching the kernel")?;
-    let boot_debs = repo
-        .fetch(&boot_pkgs, &opts.cache_dir, mode)
-        .context("fetching the boot loader")?;
+    let boot_debs = debs.split_off(root_pkgs.len() + kernel_pkgs.len());
+    let kernel_debs = debs.split_off(root_pkgs.len());
+    let root_debs = debs;
     eprintln!("osbuild:   done ({:.1}s)", t.elapsed().as_secs_f64());
 
     // 3. Compose.
@@ -194,7 +198,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         &var_dir,
         &rootfs::Finish {
             os_release: &os_release,
-            init_binary: &opts.init_binary,
+            init_binary: &init_bytes,
         },
     )?;
     rootfs::clamp_times(&root, epoch)?;
@@ -248,8 +252,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
 
     // 6. initramfs.
     let t = step("making the initramfs");
-    let init_bytes = fs::read(&opts.init_binary)
-        .with_context(|| format!("reading {}", opts.init_binary.display()))?;
     let (initrd, initrd_mods) = initramfs::build(&initramfs::Contents {
         init_binary: &init_bytes,
         modules: &mods,
@@ -505,7 +507,8 @@ fn find_kernel(kdir: &Path) -> Result<(String, PathBuf)> {
     }
 }
 
-fn check_init_binary(path: &Path) -> Result<()> {
+/// Reads keel-init once and refuses a dynamically linked one.
+fn read_init_binary(path: &Path) -> Result<Vec<u8>> {
     let data = fs::read(path).with_context(|| {
         format!(
             "reading keel-init binary {} (build it with `make init` or pass --init-binary)",
@@ -525,7 +528,7 @@ fn check_init_binary(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    Ok(())
+    Ok(data)
 }
 
 fn copy_into(src: &Path, disk: &mut File, part: &crate::disk::Placed) -> Result<()> {

@@ -51,7 +51,7 @@ pub fn prepare(root: &Path) -> Result<(), RootfsError> {
 pub struct Finish<'a> {
     pub os_release: &'a OsRelease,
     /// The statically linked `keel-init`.
-    pub init_binary: &'a Path,
+    pub init_binary: &'a [u8],
 }
 
 /// Completes the root and moves its /var content to `var_dir`, which
@@ -72,8 +72,7 @@ pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsE
 
     // Keel's init, as stage 2 and as the conventional /sbin/init.
     let init = root.join(keel_core::layout::INIT_PATH.trim_start_matches('/'));
-    let data = fs::read(f.init_binary).map_err(err("reading", f.init_binary))?;
-    write(&init, &data, 0o755)?;
+    write(&init, f.init_binary, 0o755)?;
     replace_with_symlink(&root.join("usr/sbin/init"), keel_core::layout::INIT_PATH)?;
 
     accounts(root)?;
@@ -214,8 +213,6 @@ mod tests {
         fs::write(root.join("etc/ssh/ssh_host_ed25519_key"), "secret").unwrap();
         fs::write(root.join("etc/ssh/sshd_config"), "x").unwrap();
         fs::write(root.join("etc/machine-id"), "abc").unwrap();
-        let init = tmp.path().join("keel-init");
-        fs::write(&init, "ELF").unwrap();
         let rel = OsRelease {
             image_id: "t".into(),
             version: "1.0".into(),
@@ -226,7 +223,7 @@ mod tests {
             &var,
             &Finish {
                 os_release: &rel,
-                init_binary: &init,
+                init_binary: b"ELF",
             },
         )
         .unwrap();

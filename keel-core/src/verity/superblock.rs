@@ -110,10 +110,11 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn sample() -> Superblock {
+    /// A valid superblock, shared with the tree tests in `verity.rs`.
+    pub(in crate::verity) fn sample() -> Superblock {
         Superblock {
             uuid: *b"0123456789abcdef",
             hash_type: 1,
