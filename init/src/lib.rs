@@ -15,6 +15,7 @@ pub mod plan;
 pub mod recording;
 pub mod stage1;
 pub mod stage2;
+pub mod supervise;
 pub mod switch_root;
 pub mod sys;
 #[cfg(test)]

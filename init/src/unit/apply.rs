@@ -11,6 +11,10 @@ use super::values::{parse_bool, parse_timespan};
 use super::{service, Warning};
 
 /// Sandboxing and hardening directives: accepted with a warning.
+/// `[Unit] X-Keel-BootHealth=no` opts a unit out of the boot health
+/// judgement (an `X-` key, so systemd ignores it).
+pub const HEALTH_KEY: &str = "X-Keel-BootHealth";
+
 const SANDBOXING: &[&str] = &[
     "ProtectSystem",
     "ProtectHome",
@@ -126,6 +130,13 @@ impl<'a> Applier<'a> {
     }
 
     fn apply_entry(&mut self, e: &Entry) {
+        if e.section == "Unit" && e.key == HEALTH_KEY {
+            match parse_bool(&e.value) {
+                Ok(b) => self.unit.unit.health_opt_out = !b,
+                Err(m) => self.warn(e, format!("{m}, ignored")),
+            }
+            return;
+        }
         if e.key.starts_with("X-") || e.section.starts_with("X-") {
             // systemd.unit(5): ignored by design, for third-party extensions
             return;

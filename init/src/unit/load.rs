@@ -393,6 +393,18 @@ pub fn load_units(root: &Path, machine: &MachineInfo) -> Loaded {
             }
         }
     }
+    let owners: BTreeSet<&String> = index.wants.keys().chain(index.requires.keys()).collect();
+    for owner in owners {
+        if loaded.units.contains_key(owner) || loaded.aliases.contains_key(owner) {
+            continue;
+        }
+        let list = |m: &BTreeMap<String, BTreeSet<String>>| -> Vec<String> {
+            m.get(owner).into_iter().flatten().cloned().collect()
+        };
+        loaded
+            .links
+            .insert(owner.clone(), (list(&index.wants), list(&index.requires)));
+    }
     loaded
 }
 

@@ -127,6 +127,10 @@ pub struct Loaded {
     /// Units that failed to load, by name (the empty name when the unit
     /// directories themselves could not be read).
     pub errors: BTreeMap<String, LoadError>,
+    /// `OWNER.wants/` and `OWNER.requires/` links of owners without a unit
+    /// file (built-in targets such as multi-user.target): owner →
+    /// (wanted, required) unit names.
+    pub links: BTreeMap<String, (Vec<String>, Vec<String>)>,
 }
 
 impl Loaded {

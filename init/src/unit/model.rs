@@ -94,6 +94,9 @@ pub struct UnitSection {
     pub start_limit_interval: Option<TimeSpan>,
     /// `StartLimitBurst=`
     pub start_limit_burst: Option<u32>,
+    /// `X-Keel-BootHealth=no`: the unit does not count for the boot health
+    /// judgement.
+    pub health_opt_out: bool,
 }
 
 /// `Type=`
