@@ -10,6 +10,7 @@ pub mod error;
 pub mod ext4;
 pub mod gpt_grow;
 pub mod halt;
+pub mod logs;
 pub mod partitions;
 pub mod plan;
 pub mod recording;
