@@ -31,6 +31,7 @@ mod guest;
 pub mod host;
 mod image;
 pub mod net;
+pub mod oci;
 
 pub use builder::GuestBuilder;
 pub use command::CmdOutput;

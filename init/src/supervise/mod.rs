@@ -715,4 +715,35 @@ impl Supervisor {
     pub fn loaded(&self) -> &Loaded {
         &self.loaded
     }
+
+    /// Whether `name` (or an alias) is known, loaded or not.
+    pub fn knows(&self, name: &str) -> bool {
+        let n = self.canonical(name);
+        self.loaded.units.contains_key(n)
+            || self.loaded.masked.contains(n)
+            || self.units.get(n).is_some()
+    }
+
+    /// Adds a unit loaded on demand (a unit file written after boot, as
+    /// systemd loads units when they are first referenced). A unit of the
+    /// same name that is not running is replaced.
+    pub fn add_unit(&mut self, unit: Unit) {
+        let name = unit.name.clone();
+        self.loaded.errors.remove(&name);
+        for alias in &unit.aliases {
+            self.loaded.aliases.insert(alias.clone(), name.clone());
+        }
+        if unit.kind == UnitKind::Service {
+            match self.services.get_mut(&name) {
+                Some(s) if s.state.is_inactive() => s.set_unit(unit.clone()),
+                Some(_) => {}
+                None => {
+                    self.services
+                        .insert(name.clone(), Service::new(unit.clone()));
+                }
+            }
+        }
+        self.loaded.units.insert(name, unit);
+        self.units = units_of(&self.loaded);
+    }
 }

@@ -283,5 +283,30 @@ fn status_lists_units_with_their_states() {
     let mu = all.iter().find(|u| u.name == MULTI_USER_TARGET).unwrap();
     assert_eq!(mu.active, "active");
     assert!(sup.status(Some("zzz.service"), t0).is_err());
-    let _ = load(&[]);
+}
+
+#[test]
+fn units_written_after_boot_can_be_added_and_started() {
+    use std::sync::{Arc, Mutex};
+    let t0 = Instant::now();
+    let mut sup = supervisor(&[], health(1, 100), t0);
+    let mut p = FakeProcs::new();
+    sup.boot(&mut p, t0);
+    assert!(!sup.knows("late.service"));
+    let loaded = load(&[("late.service", "[Service]\nExecStart=/bin/late\n")]);
+    sup.add_unit(loaded.units["late.service"].clone());
+    assert!(sup.knows("late.service"));
+    let got: Arc<Mutex<Vec<Result<String, String>>>> = Arc::default();
+    let g = Arc::clone(&got);
+    sup.request_start(
+        &mut p,
+        "late.service",
+        Box::new(move |r| g.lock().unwrap().push(r)),
+        t0,
+    );
+    assert_eq!(
+        got.lock().unwrap().pop(),
+        Some(Ok("started late.service".into()))
+    );
+    assert_eq!(p.programs(), ["/bin/late"]);
 }
