@@ -6,10 +6,12 @@
 //! [`sys::Sys`], so both stages run against a temporary directory in tests.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod control;
 pub mod error;
 pub mod ext4;
 pub mod gpt_grow;
 pub mod halt;
+pub mod keelctl;
 pub mod logs;
 pub mod partitions;
 pub mod plan;

@@ -1,5 +1,6 @@
 //! `keel-init`: Keel's PID 1 (stage 1 in the initramfs, stage 2 in the root).
 
+use std::ffi::OsStr;
 use std::path::Path;
 
 use keel_core::layout::INITRD_RELEASE;
@@ -26,9 +27,19 @@ On failure it prints the reason and halts; with keel.debug=shell on the kernel
 command line it starts a shell instead.
 
 Run as anything but PID 1, it prints this text and exits with status 2.
+Run under the name keelctl (/usr/bin/keelctl links here), it is the control
+client of the running init: see `keelctl --help`.
 ";
 
+/// The name `keel-init` answers to as the control client.
+const KEELCTL: &str = "keelctl";
+
 fn main() {
+    // Multi-call: /usr/bin/keelctl is a link to this binary.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if Path::new(&argv0).file_name() == Some(OsStr::new(KEELCTL)) {
+        std::process::exit(keel_init::keelctl::main(std::env::args_os().collect()));
+    }
     if std::process::id() != 1 {
         let asked = std::env::args().skip(1).any(|a| a == "--help" || a == "-h");
         if asked {

@@ -7,6 +7,7 @@
 
 pub mod blk;
 pub mod calls;
+pub mod creds;
 pub mod dm;
 pub mod shell;
 

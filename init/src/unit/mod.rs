@@ -10,6 +10,7 @@
 
 mod apply;
 pub mod command;
+mod install;
 mod load;
 pub mod model;
 pub mod name;
@@ -26,6 +27,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use command::{expand, Command};
+pub use install::{disable, enable, is_enabled, InstallChange, InstallError};
 pub use load::{load_one, load_units, UNIT_DIRS};
 pub use model::*;
 pub use specifier::MachineInfo;

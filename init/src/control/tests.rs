@@ -1,0 +1,394 @@
+//! The control socket over real sockets in a temporary directory.
+
+use std::fs::{self, Permissions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn status_of(name: &str) -> UnitStatus {
+    UnitStatus {
+        name: name.into(),
+        description: Some(format!("the {name}")),
+        load: "loaded".into(),
+        active: "active".into(),
+        sub: "running".into(),
+        main_pid: Some(42),
+        since_unix_ms: Some(1_700_000_000_000),
+        result: None,
+        restarts: 1,
+        enabled: Some(true),
+        health: true,
+        fragment: None,
+    }
+}
+
+/// A server at `dir`/run/keel/control.sock that answers status requests
+/// and counts the requests that reach the handler.
+fn serve_status(dir: &Path) -> (PathBuf, Arc<AtomicUsize>) {
+    let path = dir.join("run/keel/control.sock");
+    let server = Server::bind(&path).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    server
+        .serve(move |req, responder| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let response = match req {
+                Request::Status { unit: Some(u) } => Response::Status {
+                    units: vec![status_of(&u)],
+                },
+                Request::Status { unit: None } => Response::Status {
+                    units: vec![status_of("a.service"), status_of("b.service")],
+                },
+                Request::Start { unit } if unit == "drop.service" => return drop(responder),
+                Request::Start { unit } if unit == "later.service" => {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(100));
+                        responder
+                            .send(Response::Ok {
+                                message: "started later".into(),
+                            })
+                            .unwrap();
+                    });
+                    return;
+                }
+                other => Response::Ok {
+                    message: format!("{other:?}"),
+                },
+            };
+            responder.send(response).unwrap();
+        })
+        .unwrap();
+    (path, calls)
+}
+
+/// Sends raw bytes and returns the one response line.
+fn raw(path: &Path, bytes: &[u8]) -> Response {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    // The server may close before taking everything: that is the point.
+    let _ = s.write_all(bytes);
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+fn error_message(r: Response) -> String {
+    match r {
+        Response::Error { message } => message,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bind_makes_a_private_socket_and_serves_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, calls) = serve_status(dir.path());
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&dir.path().join("run")), 0o700);
+    assert_eq!(mode(&dir.path().join("run/keel")), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    assert!(fs::metadata(&path).unwrap().file_type().is_socket());
+
+    let r = request(&path, &Request::Status { unit: None }, T).unwrap();
+    assert_eq!(
+        r,
+        Response::Status {
+            units: vec![status_of("a.service"), status_of("b.service")]
+        }
+    );
+    let r = request(
+        &path,
+        &Request::Status {
+            unit: Some("x.service".into()),
+        },
+        T,
+    )
+    .unwrap();
+    assert_eq!(
+        r,
+        Response::Status {
+            units: vec![status_of("x.service")]
+        }
+    );
+    // The wire format is one JSON line each way.
+    let r = raw(&path, b"{\"op\":\"reboot\"}\n");
+    assert_eq!(
+        r,
+        Response::Ok {
+            message: "Reboot".into()
+        }
+    );
+    // Answering later, from another thread.
+    let r = request(
+        &path,
+        &Request::Start {
+            unit: "later.service".into(),
+        },
+        T,
+    )
+    .unwrap();
+    assert_eq!(
+        r,
+        Response::Ok {
+            message: "started later".into()
+        }
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn bad_requests_get_an_error_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, calls) = serve_status(dir.path());
+    let m = error_message(raw(&path, b"{\"op\":\"status\"\n"));
+    assert!(m.starts_with("bad request: "), "{m}");
+    let m = error_message(raw(&path, b"{\"op\":\"frobnicate\"}\n"));
+    assert!(m.contains("frobnicate"), "{m}");
+    let m = error_message(raw(&path, b"{\"op\":\"start\"}\n"));
+    assert!(m.contains("missing field `unit`"), "{m}");
+    let m = error_message(raw(&path, b"\n"));
+    assert_eq!(m, "empty request");
+    // The client closing its side without a newline still counts.
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.write_all(b"{\"op\":\"poweroff\"}").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "{\"result\":\"ok\",\"message\":\"Poweroff\"}\n");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn oversized_requests_are_refused_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, calls) = serve_status(dir.path());
+    // Exactly MAX_REQUEST bytes before the newline: accepted.
+    let head = "{\"op\":\"start\",\"unit\":\"";
+    let tail = "\"}";
+    let fill = "x".repeat(server::MAX_REQUEST - head.len() - tail.len());
+    let line = format!("{head}{fill}{tail}\n");
+    assert_eq!(line.len(), server::MAX_REQUEST + 1);
+    assert!(matches!(raw(&path, line.as_bytes()), Response::Ok { .. }));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // One byte more: refused, without reaching the handler.
+    let line = format!("{head}x{fill}{tail}\n");
+    let m = error_message(raw(&path, line.as_bytes()));
+    assert_eq!(m, "request is longer than 65536 bytes");
+    // A megabyte without a newline: same, and the client learns why.
+    let big = vec![b'a'; 1 << 20];
+    let m = error_message(raw(&path, &big));
+    assert_eq!(m, "request is longer than 65536 bytes");
+    let r = request(
+        &path,
+        &Request::Start {
+            unit: "y".repeat(1 << 20),
+        },
+        T,
+    )
+    .unwrap();
+    assert_eq!(error_message(r), "request is longer than 65536 bytes");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_dropped_responder_closes_without_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = serve_status(dir.path());
+    let err = request(
+        &path,
+        &Request::Start {
+            unit: "drop.service".into(),
+        },
+        T,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ClientError::NoAnswer), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "init closed the connection without answering"
+    );
+    // The server goes on serving.
+    assert!(request(&path, &Request::Reboot, T).is_ok());
+}
+
+#[test]
+fn a_silent_client_blocks_nobody_and_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = serve_status(dir.path());
+    let silent = UnixStream::connect(&path).unwrap();
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert!(request(&path, &Request::Reboot, T).is_ok());
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    silent.set_read_timeout(Some(T)).unwrap();
+    let mut line = String::new();
+    BufReader::new(&silent).read_line(&mut line).unwrap();
+    let r: Response = serde_json::from_str(&line).unwrap();
+    assert_eq!(error_message(r), "no complete request line within 5s");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(4), "{waited:?}");
+}
+
+#[test]
+fn binding_replaces_stale_sockets_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    drop(Server::bind(&path).unwrap());
+    // Left behind by a previous init: nobody listens, so it is replaced.
+    assert!(path.exists());
+    let server = Server::bind(&path).unwrap();
+    let _running = server.serve(|_, r| drop(r)).unwrap();
+    let err = Server::bind(&path).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(
+        err.to_string().contains("another process is listening"),
+        "{err}"
+    );
+
+    let file = dir.path().join("file");
+    fs::write(&file, "x").unwrap();
+    let err = Server::bind(&file).unwrap_err();
+    assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "x");
+}
+
+#[test]
+fn client_errors_name_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.sock");
+    let err = request(&missing, &Request::Reboot, T).unwrap_err();
+    assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&*missing.to_string_lossy()),
+        "{err}"
+    );
+
+    // A socket file nobody listens on.
+    let dead = dir.path().join("dead.sock");
+    drop(UnixListener::bind(&dead).unwrap());
+    let err = request(&dead, &Request::Reboot, T).unwrap_err();
+    assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+
+    // A server that answers nonsense, or nothing in time.
+    let odd = dir.path().join("odd.sock");
+    let listener = UnixListener::bind(&odd).unwrap();
+    let (tx, rx) = mpsc::channel::<UnixStream>();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        s.write_all(b"hello\n").unwrap();
+        let (s, _) = listener.accept().unwrap();
+        // Keep the second connection open without answering.
+        tx.send(s).unwrap();
+    });
+    let err = request(&odd, &Request::Reboot, T).unwrap_err();
+    assert!(matches!(err, ClientError::BadResponse { .. }), "{err:?}");
+    let err = request(&odd, &Request::Reboot, Duration::from_millis(200)).unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "init did not answer within 0.2s");
+    drop(rx);
+}
+
+/// Environment variable that makes [`child_client`] run.
+const CHILD_SOCKET: &str = "KEEL_CONTROL_TEST_SOCKET";
+
+/// Not a test: the client half of [`non_root_callers_are_refused`], run in
+/// a child process as uid 65534.
+#[test]
+#[ignore = "helper, run as another user by non_root_callers_are_refused"]
+fn child_client() {
+    let Some(path) = std::env::var_os(CHILD_SOCKET) else {
+        return;
+    };
+    let result = request(Path::new(&path), &Request::Reboot, T);
+    println!("RESULT: {result:?}");
+    if let Err(e) = result {
+        println!("MESSAGE: {e}");
+    }
+}
+
+/// Runs [`child_client`] as nobody (uid/gid 65534) against `socket`.
+fn as_nobody(socket: &Path) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "control::tests::child_client",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_SOCKET, socket)
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("RESULT: "),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Needs root (to switch the child to another user), as the tests of
+/// keel-init generally do.
+#[test]
+fn non_root_callers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).unwrap();
+
+    // As bound: the 0700 directory keeps others from even connecting.
+    let (path, calls) = serve_status(dir.path());
+    let out = as_nobody(&path);
+    assert!(out.contains("RESULT: Err(PermissionDenied)"), "{out}");
+    assert!(
+        out.contains("MESSAGE: permission denied: keelctl must run as root"),
+        "{out}"
+    );
+
+    // With the file modes opened up, the peer credential check refuses.
+    let open = dir.path().join("open.sock");
+    let server = Server::bind(&open).unwrap();
+    fs::set_permissions(&open, Permissions::from_mode(0o666)).unwrap();
+    let open_calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&open_calls);
+    server
+        .serve(move |_, r| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            r.send(Response::Ok {
+                message: "done".into(),
+            })
+            .unwrap();
+        })
+        .unwrap();
+    let out = as_nobody(&open);
+    assert!(
+        out.contains(
+            "RESULT: Ok(Error { message: \"permission denied: only root may control init \
+             (caller is uid 65534)\" })"
+        ),
+        "{out}"
+    );
+    assert_eq!(open_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // Root still gets through.
+    assert!(matches!(
+        request(&open, &Request::Reboot, T).unwrap(),
+        Response::Ok { .. }
+    ));
+}
