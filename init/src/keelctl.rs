@@ -90,6 +90,20 @@ enum Command {
     Reboot,
     /// Stop all units and power the machine off
     Poweroff,
+    /// Send a readiness or status notification to init from a service
+    /// (sd_notify over $NOTIFY_SOCKET, like systemd-notify); the unit needs
+    /// NotifyAccess=all, since the message comes from this process
+    Notify {
+        /// Send READY=1
+        #[arg(long)]
+        ready: bool,
+        /// Send STATUS=TEXT
+        #[arg(long, value_name = "TEXT")]
+        status: Option<String>,
+        /// Further VARIABLE=VALUE assignments to send
+        #[arg(value_name = "VARIABLE=VALUE")]
+        assignments: Vec<String>,
+    },
     /// Print a unit's log (its standard output and error)
     Logs {
         /// The unit whose log to print
@@ -134,6 +148,31 @@ fn execute(args: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write, now_ms
     }
 }
 
+/// The sd_notify datagram: one `KEY=VALUE` per line.
+fn notify_message(
+    ready: bool,
+    status: Option<&str>,
+    assignments: &[String],
+) -> Result<String, String> {
+    let mut lines = Vec::new();
+    if ready {
+        lines.push("READY=1".to_string());
+    }
+    if let Some(s) = status {
+        lines.push(format!("STATUS={s}"));
+    }
+    for a in assignments {
+        match a.split_once('=') {
+            Some((k, _)) if !k.is_empty() && !a.contains('\n') => lines.push(a.clone()),
+            _ => return Err(format!("{a:?} is not a VARIABLE=VALUE assignment")),
+        }
+    }
+    if lines.is_empty() {
+        return Err("nothing to send: give --ready, --status or VARIABLE=VALUE".into());
+    }
+    Ok(lines.join("\n"))
+}
+
 /// A bare name means `NAME.service`, as with systemctl.
 fn unit_name(arg: &str) -> Result<String, String> {
     let name = if arg.contains('.') {
@@ -162,6 +201,18 @@ fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write, now_ms: u64) -> Resu
             let unit = unit_name(unit)?;
             logs::print(&cli.log_dir, &unit, *lines, *follow, out, &|| false)
                 .map_err(|e| chain(&e))?;
+            return Ok(0);
+        }
+        Command::Notify {
+            ready,
+            status,
+            assignments,
+        } => {
+            let text = notify_message(*ready, status.as_deref(), assignments)?;
+            let socket = std::env::var_os("NOTIFY_SOCKET")
+                .ok_or("NOTIFY_SOCKET is not set: not started by init as a notify service")?;
+            crate::sys::notify::notify(Path::new(&socket), &text)
+                .map_err(|e| format!("sending to {}: {e}", Path::new(&socket).display()))?;
             return Ok(0);
         }
         Command::Start { unit } => (
