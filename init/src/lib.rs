@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod control;
+pub mod cgroup;
 pub mod error;
 pub mod ext4;
 pub mod gpt_grow;

@@ -105,7 +105,9 @@ pub fn statfs_magic(path: &Path) -> io::Result<i64> {
 }
 
 /// Reaps one exited child without blocking when `block` is false.
-/// Returns `Ok(None)` when there is nothing to reap.
+/// Returns its pid and raw wait status (see
+/// [`super::process::decode_status`]), or `Ok(None)` when there is nothing
+/// to reap.
 pub fn wait_any(block: bool) -> io::Result<Option<(u32, i32)>> {
     let mut status: libc::c_int = 0;
     let flags = if block { 0 } else { libc::WNOHANG };

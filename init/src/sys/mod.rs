@@ -9,7 +9,11 @@ pub mod blk;
 pub mod calls;
 pub mod creds;
 pub mod dm;
+pub mod notify;
+pub mod power;
+pub mod process;
 pub mod shell;
+pub mod signals;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
