@@ -6,6 +6,7 @@
 //! [`sys::Sys`], so both stages run against a temporary directory in tests.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod early;
 pub mod error;
 pub mod ext4;
 pub mod gpt_grow;
