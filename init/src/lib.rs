@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod cgroup;
+pub mod early;
 pub mod error;
 pub mod ext4;
 pub mod gpt_grow;

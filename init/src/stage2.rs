@@ -1,5 +1,6 @@
 //! Stage 2 (placeholder): PID 1 of the real root. Mounts what is missing,
-//! sets the hostname, announces the boot and keeps a shell on the console.
+//! announces the boot and keeps a shell on the console. Early system setup
+//! (host name and the rest) lives in [`crate::early`].
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -34,7 +35,6 @@ impl BootInfo {
 /// warnings: stage 2 always reaches its shell.
 pub fn prepare(sys: &dyn Sys, root: &Path, log: &mut dyn Write) -> BootInfo {
     mount_missing(sys, root, log);
-    set_hostname(sys, root, log);
     let info = boot_info(root);
     say(log, &info.complete_line());
     info
@@ -83,27 +83,6 @@ pub fn mount_missing(sys: &dyn Sys, root: &Path, log: &mut dyn Write) {
                 &format!("warning: mounting {fstype} on {}: {e}", target.display()),
             ),
         }
-    }
-}
-
-fn set_hostname(sys: &dyn Sys, root: &Path, log: &mut dyn Write) {
-    let path = at(root, "/etc/hostname");
-    let Ok(text) = fs::read_to_string(&path) else {
-        return;
-    };
-    let name = text.lines().next().unwrap_or("").trim();
-    if name.is_empty() {
-        return;
-    }
-    match sys.sethostname(name) {
-        Ok(()) => say(log, &format!("hostname {name}")),
-        Err(e) => say(
-            log,
-            &format!(
-                "warning: setting hostname {name:?} from {}: {e}",
-                path.display()
-            ),
-        ),
     }
 }
 
@@ -228,6 +207,7 @@ mod tests {
             "console=ttyS0 keel.slot=b keel.roothash=00\n",
         )
         .unwrap();
+        // The host name is early setup's business (crate::early), not prepare's.
         fs::write(root.join("etc/hostname"), "node1\n").unwrap();
         let rel = OsRelease {
             image_id: "minimal".into(),
@@ -243,7 +223,6 @@ mod tests {
                 "mount -t devpts devpts /dev/pts -o nosuid,noexec,gid=5,mode=620,ptmxmode=000",
                 "mount -t tmpfs tmpfs /dev/shm -o nosuid,nodev,mode=1777",
                 "mount -t tmpfs tmpfs /tmp -o nosuid,nodev,mode=1777",
-                "sethostname node1",
             ]
         );
         let log = String::from_utf8(log).unwrap();

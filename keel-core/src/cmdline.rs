@@ -68,6 +68,16 @@ impl Cmdline {
             .and_then(|(_, v)| v.as_deref())
     }
 
+    /// The values of every `key=` in command line order (a key given
+    /// several times, like `modules_load=`, adds up).
+    pub fn get_all(&self, key: &str) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|(k, _)| k == key)
+            .filter_map(|(_, v)| v.as_deref())
+            .collect()
+    }
+
     pub fn has_flag(&self, key: &str) -> bool {
         self.params.iter().any(|(k, _)| k == key)
     }
@@ -147,6 +157,13 @@ mod tests {
             Cmdline::parse("").slot(),
             Err(CmdlineError::Missing(SLOT_KEY))
         );
+    }
+
+    #[test]
+    fn collects_repeated_keys() {
+        let c = Cmdline::parse("modules_load=a,b quiet modules_load=c modules_load x=1");
+        assert_eq!(c.get_all("modules_load"), ["a,b", "c"]);
+        assert!(c.get_all("y").is_empty());
     }
 
     #[test]
