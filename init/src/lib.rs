@@ -6,8 +6,9 @@
 //! [`sys::Sys`], so both stages run against a temporary directory in tests.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod control;
+pub mod bless;
 pub mod cgroup;
+pub mod control;
 pub mod early;
 pub mod error;
 pub mod ext4;
@@ -18,6 +19,8 @@ pub mod logs;
 pub mod partitions;
 pub mod plan;
 pub mod recording;
+pub mod runtime;
+pub mod shutdown;
 pub mod stage1;
 pub mod stage2;
 pub mod supervise;

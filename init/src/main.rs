@@ -7,7 +7,7 @@ use keel_core::layout::INITRD_RELEASE;
 use keel_init::error::chain;
 use keel_init::stage1::{self, at, Stage1Config};
 use keel_init::sys::RealSys;
-use keel_init::{halt, stage2};
+use keel_init::{halt, runtime};
 
 const HELP: &str = "\
 keel-init: Keel's init system (PID 1)
@@ -19,9 +19,11 @@ It is started by the kernel, never by hand:
            keel.slot= and keel.roothash= from the kernel command line, mounts
            it at /sysroot, grows and mounts /var, mounts /etc as an overlay,
            switches root and runs /usr/lib/keel/keel-init (stage 2).
-  stage 2  as PID 1 of the real root: mounts what is missing, sets the
-           hostname, prints the boot-complete line and keeps a shell on the
-           console.
+  stage 2  as PID 1 of the real root: early setup (cgroup v2, machine-id,
+           hostname, modules-load.d, sysctl.d, tmpfiles.d), then runs the
+           systemd units of multi-user.target, supervises them, judges boot
+           health, prints the boot-complete line, and shuts down cleanly.
+           See keelctl --help for its control commands.
 
 On failure it prints the reason and halts; with keel.debug=shell on the kernel
 command line it starts a shell instead.
@@ -63,7 +65,6 @@ fn main() {
         };
         halt::fail(root, &message, &mut console)
     } else {
-        stage2::prepare(&RealSys, root, &mut console);
-        stage2::supervise_shell(root, &mut console)
+        runtime::run(&RealSys, root)
     }
 }

@@ -80,6 +80,10 @@ impl Sys for RecordingSys {
         self.record(line)
     }
 
+    fn umount(&self, target: &Path) -> io::Result<()> {
+        self.record(format!("umount {}", self.rel(target)))
+    }
+
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.record(format!("mount --move {} {}", self.rel(from), self.rel(to)))
     }

@@ -6,13 +6,12 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use keel_core::cmdline::Cmdline;
 use keel_core::osrelease::OsRelease;
 
 use crate::stage1::{at, say};
-use crate::sys::{calls, shell, MountFlags, Sys};
+use crate::sys::{shell, MountFlags, Sys};
 
 /// What the boot-complete line reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,15 +28,6 @@ impl BootInfo {
             self.version, self.slot
         )
     }
-}
-
-/// Prepares the system and prints the boot-complete line. Problems here are
-/// warnings: stage 2 always reaches its shell.
-pub fn prepare(sys: &dyn Sys, root: &Path, log: &mut dyn Write) -> BootInfo {
-    mount_missing(sys, root, log);
-    let info = boot_info(root);
-    say(log, &info.complete_line());
-    info
 }
 
 fn mounted_points(root: &Path) -> Vec<String> {
@@ -123,40 +113,16 @@ pub fn console_tty(root: &Path) -> Option<PathBuf> {
     Some(at(root, &format!("/dev/{name}")))
 }
 
-/// Keeps a shell running on the console and reaps every child. Never returns.
-pub fn supervise_shell(root: &Path, log: &mut dyn Write) -> ! {
-    let shell = find_shell(root);
-    if shell.is_none() {
+/// Starts a root shell on the console (`keel.console=shell`); returns its
+/// pid. The caller reaps it and starts a new one when it exits.
+pub fn start_console_shell(root: &Path, log: &mut dyn Write) -> Option<u32> {
+    let Some((prog, args)) = find_shell(root) else {
         say(
             log,
-            "no shell found (/bin/sh, /usr/bin/sh, /usr/bin/busybox); idling",
+            "no shell found (/bin/sh, /usr/bin/sh, /usr/bin/busybox) for the console",
         );
-    }
-    let mut child: Option<u32> = None;
-    loop {
-        if let (None, Some((prog, args))) = (child, &shell) {
-            child = spawn_shell(root, prog, args, log);
-            if child.is_none() {
-                std::thread::sleep(Duration::from_secs(5));
-            }
-        }
-        match calls::wait_any(true) {
-            Ok(Some((pid, _status))) if Some(pid) == child => {
-                say(log, "console shell exited; starting a new one");
-                child = None;
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => std::thread::sleep(Duration::from_secs(1)),
-            Err(e) => {
-                say(log, &format!("warning: waitpid: {e}"));
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-fn spawn_shell(root: &Path, prog: &Path, args: &[&str], log: &mut dyn Write) -> Option<u32> {
+        return None;
+    };
     let tty = console_tty(root).and_then(|p| {
         OpenOptions::new()
             .read(true)
@@ -166,8 +132,8 @@ fn spawn_shell(root: &Path, prog: &Path, args: &[&str], log: &mut dyn Write) -> 
             .ok()
     });
     let spawned = match &tty {
-        Some(t) => shell::spawn_on_tty(prog, args, t),
-        None => shell::spawn_inherited(prog, args),
+        Some(t) => shell::spawn_on_tty(&prog, &args, t),
+        None => shell::spawn_inherited(&prog, &args),
     };
     match spawned {
         Ok(c) => Some(c.id()),
@@ -187,7 +153,7 @@ mod tests {
     use crate::recording::RecordingSys;
 
     #[test]
-    fn prepares_and_announces() {
+    fn mounts_what_is_missing_and_reads_the_boot_info() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
         fs::create_dir_all(root.join("proc/self")).unwrap();
@@ -207,8 +173,6 @@ mod tests {
             "console=ttyS0 keel.slot=b keel.roothash=00\n",
         )
         .unwrap();
-        // The host name is early setup's business (crate::early), not prepare's.
-        fs::write(root.join("etc/hostname"), "node1\n").unwrap();
         let rel = OsRelease {
             image_id: "minimal".into(),
             version: "1.2.3".into(),
@@ -216,7 +180,8 @@ mod tests {
         fs::write(root.join("usr/lib/os-release"), rel.render()).unwrap();
         let sys = RecordingSys::new(root);
         let mut log = Vec::new();
-        let info = prepare(&sys, root, &mut log);
+        mount_missing(&sys, root, &mut log);
+        let info = boot_info(root);
         assert_eq!(
             sys.calls(),
             [
@@ -225,12 +190,7 @@ mod tests {
                 "mount -t tmpfs tmpfs /tmp -o nosuid,nodev,mode=1777",
             ]
         );
-        let log = String::from_utf8(log).unwrap();
-        assert!(
-            log.ends_with("keel-init: boot complete: version 1.2.3, slot b\n"),
-            "{log}"
-        );
-        assert_eq!(info.slot, "b");
+        assert_eq!(info.complete_line(), "boot complete: version 1.2.3, slot b");
     }
 
     #[test]

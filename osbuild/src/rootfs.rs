@@ -70,10 +70,12 @@ pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsE
     write(&usr_os, f.os_release.render().as_bytes(), 0o644)?;
     replace_with_symlink(&root.join("etc/os-release"), "../usr/lib/os-release")?;
 
-    // Keel's init, as stage 2 and as the conventional /sbin/init.
+    // Keel's init, as stage 2 and as the conventional /sbin/init; keelctl
+    // is the same binary under another name.
     let init = root.join(keel_core::layout::INIT_PATH.trim_start_matches('/'));
     write(&init, f.init_binary, 0o755)?;
     replace_with_symlink(&root.join("usr/sbin/init"), keel_core::layout::INIT_PATH)?;
+    replace_with_symlink(&root.join("usr/bin/keelctl"), keel_core::layout::INIT_PATH)?;
 
     accounts(root)?;
 

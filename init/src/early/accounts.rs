@@ -152,6 +152,17 @@ pub fn lookup_group(root: &Path, spec: &str) -> Result<Group, AccountError> {
     Accounts::load(root)?.group(spec)
 }
 
+/// The supplementary groups of `user`: every group in `<root>/etc/group`
+/// that lists it as a member, as initgroups(3) finds them.
+pub fn groups_of(root: &Path, user: &str) -> Result<Vec<u32>, AccountError> {
+    Ok(Accounts::load(root)?
+        .groups
+        .iter()
+        .filter(|g| g.members.iter().any(|m| m == user))
+        .map(|g| g.gid)
+        .collect())
+}
+
 /// `name:password:uid:gid:gecos:home:shell` lines; malformed lines and
 /// NIS `+`/`-` entries are skipped.
 pub fn parse_passwd(text: &str) -> Vec<User> {

@@ -5,6 +5,7 @@
 //! and the time, and carries out what it returns.
 
 mod db;
+pub mod exec;
 pub mod health;
 pub mod service;
 pub mod status;

@@ -2,21 +2,8 @@
 
 use std::fmt;
 
-// TEMP until sys::process lands
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Exited(i32),
-    Signaled { signal: i32, core: bool },
-}
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        9 => "KILL",
-        11 => "SEGV",
-        15 => "TERM",
-        6 => "ABRT",
-        _ => "?",
-    }
-}
+use crate::sys::process::signal_name;
+pub use crate::sys::process::ExitStatus;
 
 /// How a process ended, as systemd's log line says it:
 /// `code=exited, status=1/FAILURE` or `code=killed, status=11/SEGV`.

@@ -83,6 +83,8 @@ pub trait Sys {
         flags: MountFlags,
         data: &str,
     ) -> io::Result<()>;
+    /// umount(2) without flags.
+    fn umount(&self, target: &Path) -> io::Result<()>;
     /// `mount --move from to`.
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// mknod(2) with mode 0600.
@@ -159,6 +161,10 @@ impl Sys for RealSys {
         data: &str,
     ) -> io::Result<()> {
         calls::mount(source, target, Some(fstype), flags.0, data)
+    }
+
+    fn umount(&self, target: &Path) -> io::Result<()> {
+        power::umount(target, false)
     }
 
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -656,6 +656,20 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends `sig` to every process except PID 1 itself and kernel threads
+/// (kill(-1, sig)), as the last step of a shutdown. Nothing left (ESRCH)
+/// is success.
+pub fn kill_all(sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    if unsafe { libc::kill(-1, sig) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "process_tests.rs"]
 mod tests;

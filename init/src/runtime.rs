@@ -1,0 +1,522 @@
+//! Stage 2's main loop: PID 1 of the real root.
+//!
+//! Threads feed one channel: the signal waiter, the sd_notify socket, the
+//! control socket. The loop reaps children, hands everything to the
+//! [`Supervisor`], and carries out what it asks for: console messages,
+//! blessing a healthy boot, rebooting an unhealthy one, and the final
+//! steps of a shutdown.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use keel_core::cmdline::Cmdline;
+
+use crate::control::{self, Request, Responder, Response, UnitStatus};
+use crate::logs::{self, Rotation, UnitLog};
+use crate::plan::MULTI_USER_TARGET;
+use crate::stage1::at;
+use crate::stage2::{self, BootInfo};
+use crate::supervise::exec::RealProcs;
+use crate::supervise::{Action, HealthConfig, Supervisor, UnitInfo};
+use crate::sys::notify::NotifyMessage;
+use crate::sys::power::PowerAction;
+use crate::sys::{calls, process, signals, Sys};
+use crate::{bless, early, shutdown, unit};
+
+/// The sd_notify socket services get in `$NOTIFY_SOCKET`.
+pub const NOTIFY_SOCKET: &str = "/run/keel/notify";
+
+/// What the main loop waits for.
+enum Event {
+    Signal(i32),
+    Notify(NotifyMessage),
+    Control(Request, Responder),
+}
+
+/// Console and init's own log.
+struct Out {
+    console: Arc<Mutex<dyn Write + Send>>,
+    log: Option<UnitLog>,
+}
+
+impl Out {
+    fn say(&mut self, message: &str) {
+        let _ = writeln!(lock(&self.console), "keel-init: {message}");
+        if let Some(log) = &self.log {
+            let _ = log.line(None, message);
+        }
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs the system. Never returns: the end is reboot(2).
+pub fn run(sys: &dyn Sys, root: &Path) -> ! {
+    let console: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(std::io::stderr()));
+    let mut boot_log: Vec<u8> = Vec::new();
+    if let Err(e) = signals::block_all() {
+        let _ = writeln!(boot_log, "keel-init: warning: blocking signals: {e}");
+    }
+    if let Err(e) = signals::cad_to_sigint() {
+        let _ = writeln!(boot_log, "keel-init: warning: ctrl-alt-del: {e}");
+    }
+    stage2::mount_missing(sys, root, &mut boot_log);
+    let cmdline =
+        Cmdline::parse(&std::fs::read_to_string(at(root, "/proc/cmdline")).unwrap_or_default());
+    early::run(sys, root, &cmdline, &mut boot_log);
+    let _ = lock(&console).write_all(&boot_log);
+    let mut out = Out {
+        console: Arc::clone(&console),
+        log: UnitLog::open(&at(root, logs::LOG_DIR), "keel-init", Rotation::default()).ok(),
+    };
+    if let Some(log) = &out.log {
+        for line in String::from_utf8_lossy(&boot_log).lines() {
+            let _ = log.line(None, line.trim_start_matches("keel-init: "));
+        }
+    }
+
+    let machine = unit::MachineInfo {
+        hostname: std::fs::read_to_string(at(root, "/proc/sys/kernel/hostname"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        machine_id: std::fs::read_to_string(at(root, "/etc/machine-id"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    };
+    let loaded = unit::load_units(root, &machine);
+    let (health, warnings) = HealthConfig::from_cmdline(&cmdline);
+    for w in warnings {
+        out.say(&format!("warning: {w}"));
+    }
+    let started = Instant::now();
+    let goal = cmdline
+        .get("keel.unit")
+        .unwrap_or(MULTI_USER_TARGET)
+        .to_string();
+    let mut sup = match Supervisor::new(loaded, &goal, health, started) {
+        Ok(s) => s,
+        Err(e) => {
+            out.say(&format!(
+                "error: planning {goal}: {e}; starting {MULTI_USER_TARGET}"
+            ));
+            let loaded = unit::load_units(root, &machine);
+            match Supervisor::new(loaded, MULTI_USER_TARGET, health, started) {
+                Ok(s) => s,
+                Err(e) => crate::halt::fail(
+                    root,
+                    &format!("planning the boot: {e}"),
+                    &mut std::io::stderr(),
+                ),
+            }
+        }
+    };
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    start_threads(root, &tx, &mut out);
+    let notify_path = at(root, NOTIFY_SOCKET);
+    let mut procs = RealProcs::new(
+        root,
+        &at(root, early::cgroup::SYSTEM_SLICE),
+        &notify_path,
+        Arc::clone(&console),
+    );
+    let info = stage2::boot_info(root);
+    let shell_enabled = cmdline.get("keel.console") == Some("shell");
+    let mut shell = ConsoleShell::new(root, shell_enabled);
+    shell.ensure(&mut out);
+
+    sup.boot(&mut procs, Instant::now());
+    let mut power: Option<PowerAction> = None;
+    let mut health_done = false;
+    loop {
+        for action in sup.take_actions() {
+            match action {
+                Action::Say(m) => out.say(&m),
+                Action::Healthy if !health_done => {
+                    health_done = true;
+                    healthy(sys, root, &info, &mut out);
+                }
+                Action::Unhealthy(reasons) if !health_done => {
+                    health_done = true;
+                    if unhealthy(root, &reasons, &mut out) {
+                        power = Some(PowerAction::Reboot);
+                        sup.shutdown(&mut procs, Instant::now());
+                    }
+                }
+                Action::ShutdownReady => {
+                    let action = power.unwrap_or(PowerAction::Reboot);
+                    shutdown::finish(root, action, &mut out.console_writer())
+                }
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        let timeout = sup.next_deadline(now).map_or(Duration::from_secs(60), |d| {
+            d.saturating_duration_since(now)
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(Event::Signal(sig)) => match signal_action(sig) {
+                SignalAction::Reap => reap(&mut sup, &mut procs, &mut shell, &mut out),
+                SignalAction::Power(action) => {
+                    if power.is_none() {
+                        out.say(&format!(
+                            "received signal {}: {}",
+                            process::signal_name(sig),
+                            action_word(action)
+                        ));
+                        power = Some(action);
+                        shell.disable();
+                        sup.shutdown(&mut procs, Instant::now());
+                    }
+                }
+                SignalAction::Ignore => {}
+            },
+            Ok(Event::Notify(msg)) => {
+                sup.on_notify(&mut procs, msg.pid, &msg.fields, Instant::now())
+            }
+            Ok(Event::Control(req, responder)) => {
+                if let Some(action) =
+                    handle_request(root, &mut sup, &mut procs, req, responder, &machine)
+                {
+                    if power.is_none() {
+                        out.say(&format!("{} requested", action_word(action)));
+                        power = Some(action);
+                        shell.disable();
+                        sup.shutdown(&mut procs, Instant::now());
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(100)),
+        }
+        sup.tick(&mut procs, Instant::now());
+        shell.ensure(&mut out);
+    }
+}
+
+impl Out {
+    fn console_writer(&self) -> impl Write + '_ {
+        ConsoleWriter(&self.console)
+    }
+}
+
+struct ConsoleWriter<'a>(&'a Mutex<dyn Write + Send>);
+
+impl Write for ConsoleWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        lock(self.0).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        lock(self.0).flush()
+    }
+}
+
+fn action_word(a: PowerAction) -> &'static str {
+    match a {
+        PowerAction::Reboot => "reboot",
+        PowerAction::Poweroff => "power off",
+        PowerAction::Halt => "halt",
+    }
+}
+
+enum SignalAction {
+    Reap,
+    Power(PowerAction),
+    Ignore,
+}
+
+/// systemd's and busybox init's meanings: SIGINT (ctrl-alt-del) and
+/// SIGTERM reboot, SIGUSR2 and SIGRTMIN+4 power off, SIGUSR1 and
+/// SIGRTMIN+3 halt, SIGRTMIN+5 reboots.
+fn signal_action(sig: i32) -> SignalAction {
+    let rt = signals::sigrtmin();
+    match sig {
+        libc::SIGCHLD => SignalAction::Reap,
+        libc::SIGINT | libc::SIGTERM => SignalAction::Power(PowerAction::Reboot),
+        libc::SIGUSR2 | libc::SIGPWR => SignalAction::Power(PowerAction::Poweroff),
+        libc::SIGUSR1 => SignalAction::Power(PowerAction::Halt),
+        s if s == rt + 4 => SignalAction::Power(PowerAction::Poweroff),
+        s if s == rt + 3 => SignalAction::Power(PowerAction::Halt),
+        s if s == rt + 5 => SignalAction::Power(PowerAction::Reboot),
+        _ => SignalAction::Ignore,
+    }
+}
+
+fn start_threads(root: &Path, tx: &Sender<Event>, out: &mut Out) {
+    let sig_tx = tx.clone();
+    if let Err(e) = signals::spawn_waiter(move |sig| {
+        let _ = sig_tx.send(Event::Signal(sig));
+    }) {
+        out.say(&format!("error: starting the signal thread: {e}"));
+    }
+    let notify_path = at(root, NOTIFY_SOCKET);
+    match crate::sys::notify::bind(&notify_path) {
+        Ok(sock) => {
+            let ntx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("notify".into())
+                .stack_size(64 * 1024)
+                .spawn(move || loop {
+                    match sock.recv() {
+                        Ok(msg) => {
+                            if ntx.send(Event::Notify(msg)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                });
+            if let Err(e) = spawned {
+                out.say(&format!("error: starting the notify thread: {e}"));
+            }
+        }
+        Err(e) => out.say(&format!(
+            "error: binding {}: {e}; Type=notify services will time out",
+            notify_path.display()
+        )),
+    }
+    let control_path = at(root, control::SOCKET);
+    match control::server::Server::bind(&control_path) {
+        Ok(server) => {
+            let ctx = Mutex::new(tx.clone());
+            if let Err(e) = server.serve(move |req, responder| {
+                let _ = lock(&ctx).send(Event::Control(req, responder));
+            }) {
+                out.say(&format!("error: serving {}: {e}", control_path.display()));
+            }
+        }
+        Err(e) => out.say(&format!(
+            "error: binding {}: {e}; keelctl will not work",
+            control_path.display()
+        )),
+    }
+}
+
+fn reap(sup: &mut Supervisor, procs: &mut RealProcs, shell: &mut ConsoleShell, out: &mut Out) {
+    loop {
+        match calls::wait_any(false) {
+            Ok(Some((pid, raw))) => {
+                if shell.exited(pid) {
+                    out.say("console shell exited; starting a new one");
+                    continue;
+                }
+                sup.on_exit(procs, pid, process::decode_status(raw), Instant::now());
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// The root shell on the console (`keel.console=shell`), restarted when
+/// it exits.
+struct ConsoleShell {
+    root: PathBuf,
+    enabled: bool,
+    pid: Option<u32>,
+    next_try: Instant,
+}
+
+impl ConsoleShell {
+    fn new(root: &Path, enabled: bool) -> ConsoleShell {
+        ConsoleShell {
+            root: root.to_path_buf(),
+            enabled,
+            pid: None,
+            next_try: Instant::now(),
+        }
+    }
+
+    fn disable(&mut self) {
+        self.enabled = false;
+    }
+
+    fn exited(&mut self, pid: u32) -> bool {
+        if self.pid == Some(pid) {
+            self.pid = None;
+            self.next_try = Instant::now() + Duration::from_secs(1);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ensure(&mut self, out: &mut Out) {
+        if !self.enabled || self.pid.is_some() || Instant::now() < self.next_try {
+            return;
+        }
+        let mut buf = Vec::new();
+        self.pid = stage2::start_console_shell(&self.root, &mut buf);
+        if self.pid.is_none() {
+            self.next_try = Instant::now() + Duration::from_secs(5);
+        }
+        for line in String::from_utf8_lossy(&buf).lines() {
+            out.say(line.trim_start_matches("keel-init: "));
+        }
+    }
+}
+
+fn healthy(sys: &dyn Sys, root: &Path, info: &BootInfo, out: &mut Out) {
+    let mut buf = Vec::new();
+    match bless::bless(sys, root, &mut buf) {
+        Ok(outcome) => out.say(&outcome.to_string()),
+        Err(e) => out.say(&format!(
+            "warning: blessing the boot entry: {}",
+            crate::error::chain(&e)
+        )),
+    }
+    for line in String::from_utf8_lossy(&buf).lines() {
+        out.say(line.trim_start_matches("keel-init: "));
+    }
+    out.say(&info.complete_line());
+}
+
+/// Reports an unhealthy boot; returns whether to reboot (only when boot
+/// counting can fall back to another entry).
+fn unhealthy(root: &Path, reasons: &[String], out: &mut Out) -> bool {
+    out.say("boot unhealthy:");
+    for r in reasons {
+        out.say(&format!("  {r}"));
+    }
+    if bless::boot_counting(root) {
+        out.say("rebooting: boot counting falls back to the previous entry");
+        true
+    } else {
+        out.say("not rebooting: this boot entry is not on trial (no boot counter)");
+        false
+    }
+}
+
+fn unix_ms(at: Instant, now: Instant, wall: SystemTime) -> Option<u64> {
+    let ago = now.checked_duration_since(at)?;
+    let t = wall.checked_sub(ago)?;
+    t.duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}
+
+fn to_status(root: &Path, sup: &Supervisor, info: UnitInfo, now: Instant) -> UnitStatus {
+    let wall = SystemTime::now();
+    let enabled = if sup.loaded().units.contains_key(&info.name) {
+        unit::is_enabled(root, sup.loaded(), &info.name)
+    } else {
+        None
+    };
+    UnitStatus {
+        since_unix_ms: info.since.and_then(|s| unix_ms(s, now, wall)),
+        name: info.name,
+        description: info.description,
+        load: info.load.to_string(),
+        active: info.active.to_string(),
+        sub: info.sub.to_string(),
+        main_pid: info.main_pid,
+        result: info.result,
+        restarts: info.restarts,
+        enabled,
+        health: info.health,
+        fragment: info.fragment,
+    }
+}
+
+/// Serves one control request; returns a power action to begin.
+fn handle_request(
+    root: &Path,
+    sup: &mut Supervisor,
+    procs: &mut RealProcs,
+    req: Request,
+    responder: Responder,
+    machine: &unit::MachineInfo,
+) -> Option<PowerAction> {
+    let now = Instant::now();
+    let named = match &req {
+        Request::Start { unit }
+        | Request::Restart { unit }
+        | Request::Enable { unit }
+        | Request::Disable { unit } => Some(unit.clone()),
+        Request::Status { unit } => unit.clone(),
+        _ => None,
+    };
+    if let Some(name) = named.filter(|n| !sup.knows(n)) {
+        // A unit file written after boot: load it, as systemd does on
+        // first reference.
+        if let Ok((unit, _warnings)) = unit::load_one(root, machine, &name) {
+            sup.add_unit(unit);
+        }
+    }
+    let reply = |responder: Responder| -> crate::supervise::Reply {
+        Box::new(move |r: Result<String, String>| {
+            let _ = responder.send(match r {
+                Ok(message) => Response::Ok { message },
+                Err(message) => Response::Error { message },
+            });
+        })
+    };
+    match req {
+        Request::Status { unit } => {
+            let response = match sup.status(unit.as_deref(), now) {
+                Ok(list) => Response::Status {
+                    units: list
+                        .into_iter()
+                        .map(|i| to_status(root, sup, i, now))
+                        .collect(),
+                },
+                Err(message) => Response::Error { message },
+            };
+            let _ = responder.send(response);
+        }
+        Request::Start { unit } => sup.request_start(procs, &unit, reply(responder), now),
+        Request::Stop { unit } => sup.request_stop(procs, &unit, reply(responder), now),
+        Request::Restart { unit } => sup.request_restart(procs, &unit, reply(responder), now),
+        Request::Enable { unit } | Request::Disable { unit }
+            if sup.loaded().get(&unit).is_none() =>
+        {
+            let _ = responder.send(Response::Error {
+                message: format!("unit {unit} not found"),
+            });
+        }
+        Request::Enable { unit } => {
+            let r = unit::enable(root, sup.loaded(), &unit);
+            let _ = responder.send(install_response(r, "enabled", &unit));
+        }
+        Request::Disable { unit } => {
+            let r = unit::disable(root, sup.loaded(), &unit);
+            let _ = responder.send(install_response(r, "disabled", &unit));
+        }
+        Request::Reboot => {
+            let _ = responder.send(Response::Ok {
+                message: "rebooting".into(),
+            });
+            return Some(PowerAction::Reboot);
+        }
+        Request::Poweroff => {
+            let _ = responder.send(Response::Ok {
+                message: "powering off".into(),
+            });
+            return Some(PowerAction::Poweroff);
+        }
+    }
+    None
+}
+
+fn install_response(
+    r: Result<Vec<unit::InstallChange>, unit::InstallError>,
+    what: &str,
+    name: &str,
+) -> Response {
+    match r {
+        Ok(changes) => {
+            let mut lines: Vec<String> = changes.iter().map(ToString::to_string).collect();
+            lines.push(format!("{name} {what}; takes effect at the next boot"));
+            Response::Ok {
+                message: lines.join("\n"),
+            }
+        }
+        Err(e) => Response::Error {
+            message: crate::error::chain(&e),
+        },
+    }
+}
