@@ -255,6 +255,13 @@ fn start_threads(root: &Path, tx: &Sender<Event>, out: &mut Out) {
         out.say(&format!("error: starting the signal thread: {e}"));
     }
     let notify_path = at(root, NOTIFY_SOCKET);
+    if let Some(dir) = notify_path.parent() {
+        // Services of any user send to the notify socket: the directory
+        // is world-searchable; the control socket in it is 0600.
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            out.say(&format!("error: creating {}: {e}", dir.display()));
+        }
+    }
     match crate::sys::notify::bind(&notify_path) {
         Ok(sock) => {
             let ntx = tx.clone();
@@ -276,8 +283,8 @@ fn start_threads(root: &Path, tx: &Sender<Event>, out: &mut Out) {
             }
         }
         Err(e) => out.say(&format!(
-            "error: binding {}: {e}; Type=notify services will time out",
-            notify_path.display()
+            "error: {}; Type=notify services will time out",
+            crate::error::chain(&e)
         )),
     }
     let control_path = at(root, control::SOCKET);
@@ -291,8 +298,8 @@ fn start_threads(root: &Path, tx: &Sender<Event>, out: &mut Out) {
             }
         }
         Err(e) => out.say(&format!(
-            "error: binding {}: {e}; keelctl will not work",
-            control_path.display()
+            "error: {}; keelctl will not work",
+            crate::error::chain(&e)
         )),
     }
 }

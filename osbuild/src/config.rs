@@ -257,10 +257,15 @@ impl ImageConfig {
                 ));
             }
             let key = arg.split('=').next().unwrap_or_default();
-            if key.starts_with("keel.") && key != keel_core::cmdline::DEBUG_KEY {
+            if [
+                keel_core::cmdline::SLOT_KEY,
+                keel_core::cmdline::ROOTHASH_KEY,
+            ]
+            .contains(&key)
+            {
                 return Err(bad(
                     "kernel.cmdline",
-                    format!("{arg:?}: keel.* arguments are set by osbuild"),
+                    format!("{arg:?}: {key} is set by osbuild for each slot"),
                 ));
             }
         }

@@ -62,13 +62,15 @@ fn root_is_verified_and_read_only() {
         osr.contains("ID=keel") && osr.contains("IMAGE_VERSION=\"0.1.0\""),
         "{osr}"
     );
-    // No per-machine identity was baked in.
+    // No per-machine identity was baked in: the machine-id was generated
+    // on this first boot, so it lives in the /etc overlay's upper layer.
+    let id = run(&g, "cat /var/lib/keel/etc/upper/machine-id");
+    let id = id.trim();
     assert!(
-        g.run("test -e /etc/machine-id", COMMAND_TIMEOUT)
-            .unwrap()
-            .exit_code
-            != 0
+        id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id:?}"
     );
+    assert_eq!(run(&g, "cat /etc/machine-id").trim(), id);
 }
 
 #[test]

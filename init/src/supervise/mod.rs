@@ -153,7 +153,7 @@ impl Supervisor {
 
     /// Starts the boot transaction.
     pub fn boot(&mut self, procs: &mut dyn Procs, now: Instant) {
-        self.drive(procs, now);
+        self.after_change(procs, now);
     }
 
     /// Units currently not inactive (for stop ordering).
