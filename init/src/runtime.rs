@@ -32,7 +32,8 @@ pub const NOTIFY_SOCKET: &str = "/run/keel/notify";
 /// What the main loop waits for.
 enum Event {
     Signal(i32),
-    Notify(NotifyMessage),
+    /// The message and the unit whose cgroup its sender was in.
+    Notify(NotifyMessage, Option<String>),
     Control(Request, Responder),
 }
 
@@ -150,7 +151,11 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
                 }
                 Action::ShutdownReady => {
                     let action = power.unwrap_or(PowerAction::Reboot);
-                    shutdown::finish(root, action, &mut out.console_writer())
+                    // Close every log file on /var so it can be unmounted
+                    // (output pumps close theirs when their pipes end).
+                    drop(procs);
+                    out.log = None;
+                    shutdown::finish(root, action, &mut ConsoleWriter(&out.console))
                 }
                 _ => {}
             }
@@ -176,9 +181,13 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
                 }
                 SignalAction::Ignore => {}
             },
-            Ok(Event::Notify(msg)) => {
-                sup.on_notify(&mut procs, msg.pid, &msg.fields, Instant::now())
-            }
+            Ok(Event::Notify(msg, unit)) => sup.on_notify(
+                &mut procs,
+                msg.pid,
+                unit.as_deref(),
+                &msg.fields,
+                Instant::now(),
+            ),
             Ok(Event::Control(req, responder)) => {
                 if let Some(action) =
                     handle_request(root, &mut sup, &mut procs, req, responder, &machine)
@@ -196,12 +205,6 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         }
         sup.tick(&mut procs, Instant::now());
         shell.ensure(&mut out);
-    }
-}
-
-impl Out {
-    fn console_writer(&self) -> impl Write + '_ {
-        ConsoleWriter(&self.console)
     }
 }
 
@@ -271,7 +274,10 @@ fn start_threads(root: &Path, tx: &Sender<Event>, out: &mut Out) {
                 .spawn(move || loop {
                     match sock.recv() {
                         Ok(msg) => {
-                            if ntx.send(Event::Notify(msg)).is_err() {
+                            // Attribute the sender now: a helper such as
+                            // `keelctl notify` exits right after sending.
+                            let unit = unit_of_pid(msg.pid);
+                            if ntx.send(Event::Notify(msg, unit)).is_err() {
                                 return;
                             }
                         }
@@ -302,6 +308,17 @@ fn start_threads(root: &Path, tx: &Sender<Event>, out: &mut Out) {
             crate::error::chain(&e)
         )),
     }
+}
+
+/// The unit whose cgroup `pid` is in (`0::/system.slice/<unit>/...` in
+/// `/proc/<pid>/cgroup`).
+fn unit_of_pid(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    path.strip_prefix("/system.slice/")?
+        .split('/')
+        .next()
+        .map(str::to_string)
 }
 
 fn reap(sup: &mut Supervisor, procs: &mut RealProcs, shell: &mut ConsoleShell, out: &mut Out) {

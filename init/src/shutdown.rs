@@ -30,7 +30,7 @@ pub fn finish(root: &Path, action: PowerAction, log: &mut dyn Write) -> ! {
     power::sync();
     for target in unmount_order(root) {
         let shown = target.display().to_string();
-        match power::umount(&target, false) {
+        match umount_retrying(&target) {
             Ok(()) => {
                 let _ = writeln!(log, "keel-init: unmounted {shown}");
             }
@@ -38,7 +38,8 @@ pub fn finish(root: &Path, action: PowerAction, log: &mut dyn Write) -> ! {
                 let ro = power::remount_readonly(&target);
                 let _ = writeln!(
                     log,
-                    "keel-init: warning: unmounting {shown}: {e}; remounted read-only: {}",
+                    "keel-init: warning: {}; remounted read-only: {}",
+                    crate::error::chain(&e),
                     if ro.is_ok() { "yes" } else { "no" }
                 );
                 let _ = power::umount(&target, true);
@@ -58,6 +59,20 @@ pub fn finish(root: &Path, action: PowerAction, log: &mut dyn Write) -> ! {
     let _ = log.flush();
     let e = power::reboot(action);
     crate::halt::fail(root, &format!("reboot(2): {e}"), log)
+}
+
+/// Unmounts `target`, retrying on EBUSY for up to a second: output pumps
+/// of killed services may still be closing their log files.
+fn umount_retrying(target: &Path) -> std::io::Result<()> {
+    let end = Instant::now() + Duration::from_secs(1);
+    loop {
+        match power::umount(target, false) {
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Reaps children until none is left (true) or `limit` passed (false).

@@ -331,7 +331,7 @@ impl Procs for RealProcs {
         _phase: Phase,
         main_pid: Option<u32>,
     ) -> Result<u32, String> {
-        let id = if cmd.full_privileges {
+        let id = if cmd.full_privileges || cmd.elevated || cmd.elevated_ambient {
             None
         } else {
             self.identity(unit)?

@@ -333,12 +333,13 @@ impl Supervisor {
         &mut self,
         procs: &mut dyn Procs,
         pid: u32,
+        sender_unit: Option<&str>,
         fields: &[(String, String)],
         now: Instant,
     ) {
         let mut hit = None;
         for (name, service) in self.services.iter_mut() {
-            if let Some(notes) = service.on_notify(procs, pid, fields, now) {
+            if let Some(notes) = service.on_notify(procs, pid, sender_unit, fields, now) {
                 hit = Some((name.clone(), notes));
                 break;
             }

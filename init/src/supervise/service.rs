@@ -333,15 +333,10 @@ impl Service {
                 notes.push(Note::Stopped);
             }
             SubState::AutoRestart => {
+                // As systemd: a stop while waiting to restart leaves the
+                // service dead, not failed.
                 self.deadline = None;
-                self.set_state(
-                    if self.result.is_success() {
-                        SubState::Dead
-                    } else {
-                        SubState::Failed
-                    },
-                    now,
-                );
+                self.set_state(SubState::Dead, now);
                 procs.cleanup(&self.unit, true);
                 notes.push(Note::Stopped);
             }
@@ -378,12 +373,14 @@ impl Service {
         }
     }
 
-    /// An sd_notify message from `pid`. Returns `None` when it is not
-    /// accepted from that process.
+    /// An sd_notify message from `pid`, which was in the cgroup of
+    /// `sender_unit` when the message arrived (it may have exited since).
+    /// Returns `None` when it is not accepted from that process.
     pub fn on_notify(
         &mut self,
         procs: &mut dyn Procs,
         pid: u32,
+        sender_unit: Option<&str>,
         fields: &[(String, String)],
         now: Instant,
     ) -> Option<Vec<Note>> {
@@ -404,6 +401,7 @@ impl Service {
             NotifyAccess::All => {
                 Some(pid) == self.main_pid
                     || Some(pid) == self.control_pid
+                    || sender_unit == Some(self.unit.name.as_str())
                     || procs.unit_pids(&self.unit).contains(&pid)
             }
         };

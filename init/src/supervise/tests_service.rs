@@ -297,12 +297,12 @@ fn notify_service_is_active_only_after_ready() {
     let main = s.main_pid.unwrap();
     let status = vec![("STATUS".to_string(), "warming up".to_string())];
     // Messages from other processes are not accepted.
-    assert_eq!(s.on_notify(&mut p, 999, &status, t0), None);
-    assert_eq!(s.on_notify(&mut p, main, &status, t0), Some(vec![]));
+    assert_eq!(s.on_notify(&mut p, 999, None, &status, t0), None);
+    assert_eq!(s.on_notify(&mut p, main, None, &status, t0), Some(vec![]));
     assert_eq!(s.status_text.as_deref(), Some("warming up"));
     assert_eq!(s.state, SubState::Start);
     let ready = vec![("READY".to_string(), "1".to_string())];
-    assert_eq!(s.on_notify(&mut p, main, &ready, t0), Some(active()));
+    assert_eq!(s.on_notify(&mut p, main, None, &ready, t0), Some(active()));
     assert_eq!(s.state, SubState::Running);
 }
 
@@ -504,6 +504,7 @@ fn a_requested_stop_never_restarts() {
     assert_eq!(s.state, SubState::AutoRestart);
     assert_eq!(s.stop(&mut p, t0), vec![Note::Stopped]);
     assert_eq!(s.deadline(), None);
+    assert_eq!(s.state, SubState::Dead);
 }
 
 #[test]
@@ -554,4 +555,22 @@ fn exit_statuses_from_success_exit_status_are_clean() {
     exit(&mut s, &mut p, main, ExitStatus::Exited(3), t0);
     assert_eq!(s.state, SubState::Dead);
     assert!(s.result.is_success());
+}
+
+#[test]
+fn notify_access_all_accepts_a_helper_that_already_exited() {
+    let mut s = service("[Service]\nType=notify\nNotifyAccess=all\nExecStart=/bin/d\n");
+    let mut p = FakeProcs::new();
+    let t0 = Instant::now();
+    s.start(&mut p, t0);
+    let ready = vec![("READY".to_string(), "1".to_string())];
+    // pid 555 is gone from the cgroup, but was in it when it sent.
+    assert_eq!(
+        s.on_notify(&mut p, 555, Some("other.service"), &ready, t0),
+        None
+    );
+    assert_eq!(
+        s.on_notify(&mut p, 555, Some("t.service"), &ready, t0),
+        Some(active())
+    );
 }

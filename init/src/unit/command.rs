@@ -109,9 +109,11 @@ pub struct Command {
     pub argv0_given: bool,
     /// `+`: run with full privileges (User=, Group= not applied).
     pub full_privileges: bool,
-    /// `!`: elevated privileges without ambient capabilities (not supported).
+    /// `!`: User=, Group= and SupplementaryGroups= are not applied (the
+    /// program drops privileges itself, e.g. `chronyd -u _chrony`).
     pub elevated: bool,
-    /// `!!`: elevated privileges with ambient capabilities (not supported).
+    /// `!!`: as `!` (systemd falls back to it without ambient
+    /// capabilities, which Keel does not set up).
     pub elevated_ambient: bool,
     /// `:`: no environment variable expansion.
     pub no_env_expansion: bool,
@@ -147,9 +149,7 @@ pub fn parse_command(value: &str) -> Result<(Command, Vec<String>), String> {
     if cmd.full_privileges && (cmd.elevated || cmd.elevated_ambient) {
         return Err("prefixes '+' and '!' cannot be combined".to_string());
     }
-    if cmd.elevated || cmd.elevated_ambient {
-        warnings.push("prefix '!'/'!!' is not supported, ignored".to_string());
-    }
+
     if rest.is_empty() {
         return Err("missing program name".to_string());
     }
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(c.argv, ["name", "-c", "echo $X"]);
         let (c, w) = parse_command("!!:/bin/x").unwrap();
         assert!(c.elevated_ambient && c.no_env_expansion && !c.elevated);
-        assert_eq!(w.len(), 1);
+        assert!(w.is_empty(), "{w:?}");
         let (c, _) = parse_command("+true").unwrap();
         assert!(c.full_privileges);
         assert_eq!(c.path, "true");
