@@ -2,7 +2,9 @@
 //!
 //! Only regular files, directories and symlinks are copied. File and new
 //! directory modes are kept (permission bits, including set-id and sticky
-//! bits), every owner is root, and timestamps are left to
+//! bits) except group and other write permission, which is dropped: a git
+//! checkout sets it from the umask, and the image must not depend on that.
+//! Every owner is root, and timestamps are left to
 //! [`crate::rootfs::clamp_times`]. Nothing is followed in the root: a
 //! symlink in the root where the tree has a directory is an error, so a
 //! tree can never write outside the root (use `usr/bin`, not the merged-/usr
@@ -118,8 +120,11 @@ pub fn copy_tree(tree: &Path, root: &Path) -> Result<TreeStats, TreeError> {
     Ok(stats)
 }
 
-/// Owner root (when running as root) and the mode of the source; chown
-/// first, since it clears set-id bits.
+/// Permission bits a tree's modes may not carry (see the module docs).
+const DROPPED_MODE_BITS: u32 = 0o022;
+
+/// Owner root (when running as root) and the mode of the source without
+/// [`DROPPED_MODE_BITS`]; chown first, since it clears set-id bits.
 fn finish(tree: &Path, dest: &Path, mode: Option<u32>, chown: bool) -> Result<(), TreeError> {
     if chown {
         std::os::unix::fs::lchown(dest, Some(0), Some(0)).map_err(io_err(
@@ -129,11 +134,11 @@ fn finish(tree: &Path, dest: &Path, mode: Option<u32>, chown: bool) -> Result<()
         ))?;
     }
     if let Some(mode) = mode {
-        fs::set_permissions(dest, fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err(
-            tree,
-            "setting mode of",
+        fs::set_permissions(
             dest,
-        ))?;
+            fs::Permissions::from_mode(mode & 0o7777 & !DROPPED_MODE_BITS),
+        )
+        .map_err(io_err(tree, "setting mode of", dest))?;
     }
     Ok(())
 }
@@ -182,6 +187,9 @@ mod tests {
         symlink("/usr/lib/cni", tree.join("opt/cni/bin")).unwrap();
         fs::create_dir_all(tree.join("srv")).unwrap();
         fs::set_permissions(tree.join("srv"), fs::Permissions::from_mode(0o700)).unwrap();
+        // A checkout under umask 002.
+        fs::write(tree.join("srv/shared"), "s").unwrap();
+        fs::set_permissions(tree.join("srv/shared"), fs::Permissions::from_mode(0o664)).unwrap();
 
         // The root already has some of it, from packages.
         fs::create_dir_all(root.join("etc/ssh")).unwrap();
@@ -193,7 +201,7 @@ mod tests {
         assert_eq!(
             stats,
             TreeStats {
-                files: 2,
+                files: 3,
                 dirs: 4,
                 symlinks: 1
             }
@@ -213,6 +221,7 @@ mod tests {
             PathBuf::from("/usr/lib/cni")
         );
         assert_eq!(mode(&root.join("srv")), 0o700);
+        assert_eq!(mode(&root.join("srv/shared")), 0o644);
         // Existing directories keep their mode.
         assert_eq!(mode(&root.join("etc/ssh")), 0o755);
     }

@@ -350,7 +350,7 @@ fn root_has_what_maintainer_scripts_would_have_made() {
     for line in [
         "PasswordAuthentication no",
         "PermitRootLogin prohibit-password",
-        "AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys.d/*",
+        "AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys.d/ignition",
     ] {
         assert!(keel.lines().any(|l| l == line), "keel.conf lacks {line:?}");
     }
