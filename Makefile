@@ -2,7 +2,7 @@
 
 CARGO   ?= cargo
 TARGET  := x86_64-unknown-linux-gnu
-CONFIG  ?= image-configs/minimal.toml
+CONFIG  ?= image-configs/containerd.toml
 OUT     ?= out
 INIT    := target/$(TARGET)/release/keel-init
 OSBUILD := target/release/osbuild

@@ -9,6 +9,7 @@ declare -A NEED=(
   [fsck.erofs]=erofs-utils
   [mkfs.ext4]=e2fsprogs
   [debugfs]=e2fsprogs
+  [depmod]=kmod
   [qemu-img]=qemu-utils
   [qemu-system-x86_64]=qemu-system-x86
   [veritysetup]=cryptsetup-bin

@@ -13,7 +13,7 @@ use sha2::Digest;
 
 use crate::config::ImageConfig;
 use crate::disk::{derived_uuid, Layout, PartitionSpec, MIB};
-use crate::{esp, initramfs, modules, rootfs, tools, unpack};
+use crate::{cacerts, esp, initramfs, modules, rootfs, sysusers, tools, trees, unpack};
 
 /// Output formats `osbuild build` can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -78,7 +78,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     let t0 = Instant::now();
     let cfg = ImageConfig::load(&opts.config_path)?;
     let stem = format!("{}-{}", cfg.image.name, cfg.image.version);
-    let mut required_tools = vec!["mkfs.erofs", "mkfs.ext4", "debugfs"];
+    let tree_dirs = cfg.tree_dirs(&opts.config_path)?;
+    let mut required_tools = vec!["mkfs.erofs", "mkfs.ext4", "debugfs", "depmod"];
     if opts.formats.contains(&Format::Qcow2) {
         required_tools.push("qemu-img");
     }
@@ -186,9 +187,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     }
     fs::rename(kdir.join(&moddir_rel), &moddir)
         .with_context(|| format!("moving kernel modules of {kver} into the root"))?;
+    for tree in &tree_dirs {
+        let st = trees::copy_tree(tree, &root)
+            .with_context(|| format!("copying files.trees of {}", opts.config_path.display()))?;
+        eprintln!(
+            "osbuild:   tree {}: {} files, {} symlinks, {} directories",
+            tree.display(),
+            st.files,
+            st.symlinks,
+            st.dirs
+        );
+    }
     let mods = modules::ModuleSet::scan(&moddir, &kver)?;
-    fs::write(moddir.join("modules.dep"), mods.modules_dep())
-        .with_context(|| format!("writing {}/modules.dep", moddir.display()))?;
+    tools::depmod(&root, &kver)?;
     let os_release = OsRelease {
         image_id: cfg.image.name.clone(),
         version: cfg.image.version.clone(),
@@ -201,6 +212,26 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
             init_binary: &init_bytes,
         },
     )?;
+    let accounts = sysusers::apply(&root).context("creating the sysusers.d accounts")?;
+    for u in &accounts.users {
+        eprintln!(
+            "osbuild:   user {} ({}:{})",
+            u.name,
+            u.uid.unwrap_or_default(),
+            u.gid
+        );
+    }
+    for g in &accounts.groups {
+        eprintln!("osbuild:   group {} ({})", g.name, g.gid);
+    }
+    if root_pkgs.iter().any(|p| p.name == "ca-certificates") {
+        let bundle = cacerts::update(&root).context("making the CA bundle")?;
+        eprintln!(
+            "osbuild:   {}: {} certificates",
+            cacerts::BUNDLE,
+            bundle.certificates.len()
+        );
+    }
     rootfs::clamp_times(&root, epoch)?;
     rootfs::clamp_times(&var_dir, epoch)?;
     eprintln!("osbuild:   done ({:.1}s)", t.elapsed().as_secs_f64());

@@ -33,6 +33,8 @@ pub struct ImageConfig {
     pub kernel: Kernel,
     #[serde(default)]
     pub partitions: Partitions,
+    #[serde(default)]
+    pub files: Files,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +120,17 @@ fn default_var() -> Size {
     Size(512 << 20)
 }
 
+/// Files the image gets besides its packages.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Files {
+    /// Directories, relative to the config file, whose content is copied
+    /// into the root after the packages (regular files, directories and
+    /// symlinks; modes kept, owners root). Later trees win.
+    #[serde(default)]
+    pub trees: Vec<PathBuf>,
+}
+
 /// A byte size written as `"512MiB"`, `"1GiB"`, `"64M"` or a plain integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
@@ -176,6 +189,31 @@ impl ImageConfig {
             source,
         })?;
         Self::parse(&text, path)
+    }
+
+    /// The directories of `files.trees`, resolved against the directory of
+    /// the config file at `config_path`. A missing tree, or one that is not
+    /// a directory, is an error naming the file and the key.
+    pub fn tree_dirs(&self, config_path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+        let base = config_path.parent().unwrap_or(Path::new("."));
+        self.files
+            .trees
+            .iter()
+            .enumerate()
+            .map(|(i, tree)| {
+                let dir = base.join(tree);
+                match std::fs::metadata(&dir) {
+                    Ok(m) if m.is_dir() => Ok(dir),
+                    Ok(_) => Err(format!("{} is not a directory", dir.display())),
+                    Err(e) => Err(format!("directory {}: {e}", dir.display())),
+                }
+                .map_err(|message| ConfigError::Invalid {
+                    path: config_path.to_path_buf(),
+                    key: format!("files.trees[{i}]"),
+                    message,
+                })
+            })
+            .collect()
     }
 
     /// Parses and validates; `path` is only used in messages.
@@ -245,6 +283,17 @@ impl ImageConfig {
                         "{} bytes: must be a whole number of MiB and at least {} MiB",
                         size.0,
                         min >> 20
+                    ),
+                ));
+            }
+        }
+        for (i, tree) in self.files.trees.iter().enumerate() {
+            if tree.as_os_str().is_empty() || tree.is_absolute() {
+                return Err(bad(
+                    &format!("files.trees[{i}]"),
+                    format!(
+                        "{:?}: must be a directory relative to the config file",
+                        tree.display().to_string()
                     ),
                 ));
             }
@@ -360,6 +409,48 @@ root = "512MiB"
             }
         }
         assert!(n > 0, "no configs in {}", dir.display());
+    }
+
+    #[test]
+    fn trees_resolve_against_the_config_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg_path = tmp.path().join("img.toml");
+        std::fs::create_dir(tmp.path().join("img.tree")).unwrap();
+        let text = format!("{GOOD}\n[files]\ntrees = [\"img.tree\"]\n");
+        let c = ImageConfig::parse(&text, &cfg_path).unwrap();
+        assert_eq!(
+            c.tree_dirs(&cfg_path).unwrap(),
+            [tmp.path().join("img.tree")]
+        );
+
+        let text = format!("{GOOD}\n[files]\ntrees = [\"img.tree\", \"gone.tree\"]\n");
+        let c = ImageConfig::parse(&text, &cfg_path).unwrap();
+        let e = c.tree_dirs(&cfg_path).unwrap_err().to_string();
+        assert!(
+            e.contains("img.toml") && e.contains("files.trees[1]") && e.contains("gone.tree"),
+            "{e}"
+        );
+
+        let text = format!("{GOOD}\n[files]\ntrees = [\"/etc\"]\n");
+        let e = ImageConfig::parse(&text, &cfg_path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("files.trees[0]") && e.contains("relative"),
+            "{e}"
+        );
+
+        let text = format!("{GOOD}\n[files]\ntree = [\"x\"]\n");
+        let e = ImageConfig::parse(&text, &cfg_path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("files.tree") && e.contains("unknown field"),
+            "{e}"
+        );
+        // Without [files], no trees.
+        let c = ImageConfig::parse(GOOD, &cfg_path).unwrap();
+        assert!(c.tree_dirs(&cfg_path).unwrap().is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod build;
+pub mod cacerts;
 pub mod config;
 pub mod cpio;
 pub mod deb;
@@ -18,5 +19,7 @@ pub mod fat;
 pub mod initramfs;
 pub mod modules;
 pub mod rootfs;
+pub mod sysusers;
 pub mod tools;
+pub mod trees;
 pub mod unpack;

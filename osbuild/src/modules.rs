@@ -1,6 +1,7 @@
 //! Kernel modules: dependency data from each module's `.modinfo` section
-//! (what depmod reads), `modules.dep` for the image, and the closure the
-//! initramfs needs.
+//! (what depmod reads) and the closure the initramfs needs. The root's
+//! `modules.dep` and the other modprobe indexes come from the host's depmod
+//! ([`crate::tools::depmod`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -128,41 +129,6 @@ impl ModuleSet {
             modules,
             builtin,
         })
-    }
-
-    /// `modules.dep` in depmod's format: `path: dep-path dep-path`, deps in
-    /// load-last-first order as depmod writes them.
-    pub fn modules_dep(&self) -> String {
-        let mut out = String::new();
-        for m in self.modules.values() {
-            out.push_str(&m.rel.to_string_lossy());
-            out.push(':');
-            let mut seen = BTreeSet::new();
-            let mut order = Vec::new();
-            self.dep_order(m, &mut seen, &mut order);
-            for dep in order.iter().rev() {
-                out.push(' ');
-                out.push_str(&dep.rel.to_string_lossy());
-            }
-            out.push('\n');
-        }
-        out
-    }
-
-    fn dep_order<'a>(
-        &'a self,
-        m: &'a Module,
-        seen: &mut BTreeSet<String>,
-        order: &mut Vec<&'a Module>,
-    ) {
-        for d in &m.depends {
-            if let Some(dm) = self.modules.get(d) {
-                if seen.insert(d.clone()) {
-                    self.dep_order(dm, seen, order);
-                    order.push(dm);
-                }
-            }
-        }
     }
 
     /// Modules to load, dependencies first, for the requested names.
@@ -301,9 +267,6 @@ mod tests {
                 "kernel/ext4.ko"
             ]
         );
-        assert!(s
-            .modules_dep()
-            .contains("kernel/dm_verity.ko: kernel/dm_bufio.ko kernel/dm_mod.ko\n"));
     }
 
     #[test]

@@ -120,21 +120,25 @@ fn accounts(root: &Path) -> Result<(), RootfsError> {
     };
     write(&root.join("etc/passwd"), passwd.as_bytes(), 0o644)?;
     write(&root.join("etc/group"), group.as_bytes(), 0o644)?;
+    // An empty date of the last password change turns password aging off;
+    // 0 would mean "must change the password now", which makes PAM refuse
+    // even key-based SSH logins of these (locked) accounts.
     let shadow: String = passwd
         .lines()
         .filter_map(|l| l.split(':').next())
-        .map(|u| format!("{u}:*:0:0:99999:7:::\n"))
+        .map(|u| format!("{u}:*::0:99999:7:::\n"))
         .collect();
     let gshadow: String = group
         .lines()
         .filter_map(|l| l.split(':').next())
         .map(|g| format!("{g}:*::\n"))
         .collect();
+    // group.master writes `shadow:*:42:`, so match the name field only.
     let shadow_gid = group
         .lines()
-        .find_map(|l| l.strip_prefix("shadow:x:"))
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|g| g.parse::<u32>().ok())
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"shadow"))
+        .and_then(|f| f.get(2).and_then(|g| g.parse::<u32>().ok()))
         .unwrap_or(0);
     for (name, text) in [("etc/shadow", shadow), ("etc/gshadow", gshadow)] {
         let p = root.join(name);

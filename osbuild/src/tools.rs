@@ -1,4 +1,5 @@
-//! The few host tools osbuild runs: mkfs.erofs, mkfs.ext4 and qemu-img.
+//! The few host tools osbuild runs: mkfs.erofs, mkfs.ext4, debugfs, depmod
+//! and qemu-img.
 //! Each gets explicit paths and a fixed time, and its stderr ends up in the
 //! error message when it fails.
 
@@ -153,6 +154,23 @@ pub fn ext4_fix_inodes(
         .arg(image));
     let _ = std::fs::remove_file(&script_path);
     r
+}
+
+/// Kernel module configuration directories of an image root that depmod
+/// reads (its `-C`); the build host's own are never used.
+pub const DEPMOD_CONFIG_DIRS: &[&str] = &["etc/depmod.d", "usr/lib/depmod.d"];
+
+/// `modules.dep`, `modules.alias` and the other indexes (text and `.bin`)
+/// that modprobe needs, for the modules in `<root>/lib/modules/<kver>`:
+/// the host's `depmod -b ROOT KVER`, configured only from the root.
+pub fn depmod(root: &Path, kver: &str) -> Result<(), ToolError> {
+    let mut cmd = Command::new("depmod");
+    cmd.arg("-b").arg(root);
+    for dir in DEPMOD_CONFIG_DIRS {
+        // A missing directory is skipped by depmod.
+        cmd.arg("-C").arg(root.join(dir));
+    }
+    run(cmd.arg(kver))
 }
 
 pub fn qemu_img_convert(raw: &Path, qcow2: &Path) -> Result<(), ToolError> {

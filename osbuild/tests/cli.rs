@@ -107,6 +107,50 @@ fn two_offline_builds_are_bit_identical() {
     assert_eq!(names, [manifest, raw]);
 }
 
+/// The container-host image: its file tree, sysusers.d accounts, CA bundle
+/// and depmod indexes are reproducible too.
+#[test]
+fn two_offline_builds_of_the_container_image_are_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = workspace().join("image-configs");
+    let config = fs::read_to_string(configs.join("containerd.toml")).unwrap();
+    // osbuild() writes the config into tmp; its tree must be beside it.
+    std::os::unix::fs::symlink(
+        configs.join("containerd.tree"),
+        tmp.path().join("containerd.tree"),
+    )
+    .unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for out in [&a, &b] {
+        let o = osbuild(&config, tmp.path(), out, &["--format", "raw"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let raw = "containerd-0.1.0.raw";
+    assert_eq!(
+        sha256(&a.join(raw)),
+        sha256(&b.join(raw)),
+        "raw images differ"
+    );
+}
+
+#[test]
+fn missing_tree_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cfg = format!(
+        "{}\n[files]\ntrees = [\"no-such.tree\"]\n",
+        minimal_config()
+    );
+    let line = error_line(&osbuild(&cfg, tmp.path(), &out, &[]));
+    assert!(
+        line.contains("image.toml")
+            && line.contains("files.trees[0]")
+            && line.contains("no-such.tree"),
+        "{line}"
+    );
+    assert!(listing(&out).is_empty(), "{:?}", listing(&out));
+}
+
 #[test]
 fn unknown_key_is_named_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();

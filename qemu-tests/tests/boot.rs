@@ -1,4 +1,4 @@
-//! Boots the default test image (`minimal`, built by `make image`) and
+//! Boots the default image (`containerd`, built by `make image`) and
 //! checks the promises of the foundation: a verified read-only root, a
 //! writable /var that grows to the disk and persists, and an /etc whose
 //! changes persist.
@@ -6,7 +6,7 @@
 
 use qemu_tests::{find_image, Guest, GuestBuilder, BOOT_TIMEOUT, COMMAND_TIMEOUT};
 
-const IMAGE: &str = "minimal";
+const IMAGE: &str = "containerd";
 /// The full line, so a wait never ends on a half-printed one.
 const DONE: &str = "keel-init: boot complete: version 0.1.0, slot a";
 
@@ -76,8 +76,8 @@ fn root_is_verified_and_read_only() {
 #[test]
 fn var_and_etc_persist_across_reboot_and_var_fills_the_disk() {
     let mut g = boot(3 << 30);
-    // /var grew from the image's 256 MiB to the end of the 3 GiB disk
-    // (the ESP and the four slot partitions take about 1.3 GiB).
+    // /var grew from the image's 512 MiB to the end of the 3 GiB disk
+    // (the ESP and the four slot partitions take about 0.7 GiB).
     let df = run(&g, "df -k /var | tail -n 1");
     let kib: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(kib > 1_600_000, "/var is only {kib} KiB: {df}");

@@ -1,7 +1,10 @@
-//! Checks the image `make image` built (`out/minimal-*.raw`, `.qcow2`,
+//! Checks the image `make image` built (`out/containerd-*.raw`, `.qcow2`,
 //! `.manifest.json`) with independent tools, never with our own readers:
 //! sgdisk (gdisk), veritysetup (cryptsetup-bin), fsck.erofs (erofs-utils),
-//! fsck.fat (dosfstools), mtools, e2fsck (e2fsprogs) and qemu-img (qemu-utils).
+//! fsck.fat (dosfstools), mtools, e2fsck (e2fsprogs), qemu-img (qemu-utils)
+//! and modprobe (kmod). What the root holds is checked in [`root`]; its
+//! unit files are loaded with keel-init's own loader, which is what runs
+//! them.
 //!
 //! Partitions are copied by offset into sparse files in a temporary directory.
 //! A missing image or tool fails the test, it never skips.
@@ -15,6 +18,12 @@ use std::process::Command;
 
 use keel_core::layout::{self, Slot};
 use tempfile::TempDir;
+
+#[path = "image_checks/root.rs"]
+mod root;
+
+/// The default image (`image-configs/containerd.toml`).
+const IMAGE: &str = "containerd";
 
 const SECTOR: u64 = 512;
 const MIB: u64 = 1 << 20;
@@ -69,6 +78,7 @@ fn package_of(tool: &str) -> &'static str {
         "mdir" | "mtype" => "mtools",
         "e2fsck" => "e2fsprogs",
         "qemu-img" => "qemu-utils",
+        "modprobe" => "kmod",
         _ => "?",
     }
 }
@@ -114,7 +124,7 @@ fn s(path: &Path) -> &str {
 
 /// The image built by `make image`, with its partition table read by sgdisk.
 fn image() -> Image {
-    let qcow2 = qemu_tests::find_image("minimal").unwrap();
+    let qcow2 = qemu_tests::find_image(IMAGE).unwrap();
     let raw = qcow2.with_extension("raw");
     let manifest = qcow2.with_extension("manifest.json");
     for path in [&raw, &manifest] {
@@ -170,6 +180,30 @@ impl Image {
             .iter()
             .find(|p| p.label == label)
             .unwrap_or_else(|| panic!("no partition labelled {label}: {:#?}", self.parts))
+    }
+
+    /// Checks slot A's erofs root with fsck.erofs and extracts it into
+    /// `dir/tree` (owners and modes not preserved); returns the tree.
+    fn root_tree(&self, dir: &TempDir) -> PathBuf {
+        let root = self.extract(Slot::A.root_label(), dir, "root.img");
+        // fsck.erofs 1.5 exits 0 even after "<E> erofs: superblock chksum
+        // doesn't match", so its error lines count as a failure too.
+        let fsck = |args: &[&str]| {
+            let out = run_ok("fsck.erofs", args);
+            assert!(
+                !out.contains("<E>"),
+                "fsck.erofs {}:\n{out}",
+                args.join(" ")
+            );
+        };
+        fsck(&[s(&root)]);
+        let tree = dir.path().join("tree");
+        fsck(&[
+            &format!("--extract={}", tree.display()),
+            "--no-preserve",
+            s(&root),
+        ]);
+        tree
     }
 
     /// Copies the partition `label` into the sparse file `dir/<name>`.
@@ -340,24 +374,7 @@ fn verity_hash_tree_matches_boot_entry_and_manifest() {
 fn erofs_root_passes_fsck_and_extracts() {
     let image = image();
     let dir = TempDir::new().unwrap();
-    let root = image.extract(Slot::A.root_label(), &dir, "root.img");
-    // fsck.erofs 1.5 exits 0 even after "<E> erofs: superblock chksum doesn't
-    // match", so its error lines count as a failure too.
-    let fsck = |args: &[&str]| {
-        let out = run_ok("fsck.erofs", args);
-        assert!(
-            !out.contains("<E>"),
-            "fsck.erofs {}:\n{out}",
-            args.join(" ")
-        );
-    };
-    fsck(&[s(&root)]);
-    let tree = dir.path().join("tree");
-    fsck(&[
-        &format!("--extract={}", tree.display()),
-        "--no-preserve",
-        s(&root),
-    ]);
+    let tree = image.root_tree(&dir);
     let os_release = std::fs::read_to_string(tree.join("usr/lib/os-release"))
         .unwrap_or_else(|e| panic!("fsck.erofs --extract: usr/lib/os-release: {e}"));
     assert!(
