@@ -1,4 +1,4 @@
-//! keel-init as PID 1 on a real boot of the minimal image: units written to
+//! keel-init as PID 1 on a real boot of the default (containerd) image: units written to
 //! /etc/systemd/system after boot are started with keelctl; a crashing
 //! service is restarted with backoff and its crash is in its log; a failing
 //! oneshot is failed; a notify service is active only after READY=1; only
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use qemu_tests::{find_image, Guest, GuestBuilder, BOOT_TIMEOUT, COMMAND_TIMEOUT};
 
-const IMAGE: &str = "minimal";
+const IMAGE: &str = "containerd";
 const DONE: &str = "keel-init: boot complete: version 0.1.0, slot a";
 
 fn boot() -> Guest {

@@ -349,11 +349,21 @@ impl Procs for RealProcs {
             let Some(res) = RlimitResource::from_rlimit_name(name) else {
                 continue;
             };
-            rlimits.push((
-                res,
-                limit.soft.unwrap_or(u64::MAX),
-                limit.hard.unwrap_or(u64::MAX),
-            ));
+            // The kernel refuses an infinite RLIMIT_NOFILE; systemd uses
+            // fs.nr_open instead.
+            let infinity = if res == RlimitResource::Nofile {
+                fs::read_to_string(at(&self.root, "/proc/sys/fs/nr_open"))
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(1 << 20)
+            } else {
+                u64::MAX
+            };
+            let value = |v: Option<u64>| match v {
+                None | Some(u64::MAX) => infinity,
+                Some(n) => n,
+            };
+            rlimits.push((res, value(limit.soft), value(limit.hard)));
         }
         let (output, reader, echo) = self.output(unit)?;
         let cwd = s.working_directory.as_ref().map(|w| {

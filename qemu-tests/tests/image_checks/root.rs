@@ -65,7 +65,6 @@ const EXPECTED_WARNINGS: &[(&str, &[&str])] = &[
             "[Service] ConfigurationDirectory",
             "[Service] DeviceAllow",
             "[Service] DevicePolicy",
-            "[Service] ExecStart",
             "[Service] LockPersonality",
             "[Service] MemoryDenyWriteExecute",
             "[Service] NoNewPrivileges",
