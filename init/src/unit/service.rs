@@ -315,10 +315,7 @@ fn exec(a: &mut Applier<'_>, e: &Entry, which: Exec) {
         return;
     }
     match parse_command(&e.value) {
-        Ok((mut cmd, warnings)) => {
-            for w in warnings {
-                a.warn(e, w);
-            }
+        Ok(mut cmd) => {
             cmd.path = a.spec(e, &cmd.path);
             let argv = std::mem::take(&mut cmd.argv);
             cmd.argv = argv.iter().map(|w| a.spec(e, w)).collect();
