@@ -11,7 +11,7 @@ export KEEL_INIT_BINARY := $(CURDIR)/$(INIT)
 export KEEL_OSBUILD := $(CURDIR)/$(OSBUILD)
 export KEEL_OUT := $(CURDIR)/$(OUT)
 
-.PHONY: all deps init osbuild image test lint unit bench clean
+.PHONY: all deps init osbuild image test lint unit bench bench-boot clean
 
 all: image
 
@@ -42,6 +42,10 @@ test: image lint
 ## Cold and warm build times and sizes next to mmdebstrap (docs/performance.md).
 bench: deps init osbuild
 	./scripts/bench-build.sh $(CONFIG)
+
+## Boot times and memory of the default image under QEMU (docs/performance.md).
+bench-boot: image
+	$(CARGO) run --release --locked -p qemu-tests --example bench_boot -- $(BENCH_ARGS)
 
 clean:
 	rm -rf $(OUT)

@@ -28,15 +28,18 @@ declare -A NEED=(
 )
 FILES=(/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/share/keyrings/debian-archive-keyring.gpg:debian-archive-keyring)
 
-missing=()
-for cmd in "${!NEED[@]}"; do
-  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
-    missing+=("${NEED[$cmd]}")
-  fi
-done
-for f in "${FILES[@]}"; do
-  [ -e "${f%%:*}" ] || missing+=("${f##*:}")
-done
+find_missing() {
+  missing=()
+  for cmd in "${!NEED[@]}"; do
+    if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
+      missing+=("${NEED[$cmd]}")
+    fi
+  done
+  for f in "${FILES[@]}"; do
+    [ -e "${f%%:*}" ] || missing+=("${f##*:}")
+  done
+}
+find_missing
 
 # The tests read apt's verified InRelease files and fetch a test kernel by
 # name, so the package lists must exist even when nothing is missing.
@@ -61,3 +64,18 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# An install can remove a package that was there: a newer qemu-utils (from
+# backports, say) that the suite's qemu-system-x86 cannot live with is
+# removed in its favour. Install what went missing, from the same lists.
+find_missing
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "install-deps: installing ${missing[*]} (removed by the first install)" >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+find_missing
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: still missing after installing: ${missing[*]}" >&2
+  exit 1
+fi

@@ -106,8 +106,10 @@ pub fn boot_count_path(sys: &dyn Sys, root: &Path) -> Option<String> {
     (!path.is_empty()).then_some(path)
 }
 
-/// Whether this boot is on trial (its entry has a boot counter).
-pub fn boot_counting(root: &Path) -> bool {
+/// Whether this boot is on trial (its entry has a boot counter). Mounts
+/// efivarfs first when the machine booted with EFI and it is not there.
+pub fn boot_counting(sys: &dyn Sys, root: &Path) -> bool {
+    mount_efivars(sys, root);
     read_loader_var(root, "LoaderBootCountPath").is_some()
 }
 
@@ -259,7 +261,7 @@ mod tests {
             calls.last().map(String::as_str),
             Some("umount /run/keel/esp")
         );
-        assert!(boot_counting(root));
+        assert!(boot_counting(&sys, root));
     }
 
     #[test]
@@ -269,7 +271,21 @@ mod tests {
         let sys = RecordingSys::new(root);
         let mut log = Vec::new();
         assert_eq!(bless(&sys, root, &mut log).unwrap(), Blessed::NotCounting);
-        assert!(!boot_counting(root));
+        assert!(!boot_counting(&sys, root));
+        // An EFI boot whose efivarfs is not mounted yet: it is mounted
+        // before the variable is read (this decides whether an unhealthy
+        // boot reboots).
+        fs::create_dir_all(root.join("sys/firmware/efi/efivars")).unwrap();
+        assert!(!boot_counting(&sys, root));
+        let calls = sys.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.starts_with("mount -t efivarfs efivarfs ")
+                    && c.contains("/sys/firmware/efi/efivars")),
+            "{calls:?}"
+        );
+        fs::remove_dir(root.join("sys/firmware/efi/efivars")).unwrap();
         efivar(
             root,
             "LoaderBootCountPath",

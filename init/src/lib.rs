@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bless;
+pub mod boottime;
 pub mod cgroup;
 pub mod control;
 pub mod early;

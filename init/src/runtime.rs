@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keel_core::cmdline::Cmdline;
 
+use crate::boottime::{self, Stage1Times, Startup};
 use crate::control::{self, Request, Responder, Response, UnitStatus};
 use crate::logs::{self, Rotation, UnitLog};
 use crate::plan::MULTI_USER_TARGET;
@@ -140,11 +141,15 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
                 Action::Say(m) => out.say(&m),
                 Action::Healthy if !health_done => {
                     health_done = true;
+                    let startup = startup(root, sup.healthy_since(), Instant::now());
                     healthy(sys, root, &info, &mut out);
+                    if let Some(startup) = startup {
+                        out.say(&startup.to_string());
+                    }
                 }
                 Action::Unhealthy(reasons) if !health_done => {
                     health_done = true;
-                    if unhealthy(root, &reasons, &mut out) {
+                    if unhealthy(sys, root, &reasons, &mut out) {
                         power = Some(PowerAction::Reboot);
                         sup.shutdown(&mut procs, Instant::now());
                     }
@@ -384,6 +389,17 @@ impl ConsoleShell {
     }
 }
 
+/// The `startup:` line's figures, read when the verdict is reached.
+fn startup(root: &Path, units_up: Option<Instant>, now: Instant) -> Option<Startup> {
+    let complete = boottime::uptime(root)?;
+    let since_up = units_up.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+    Some(Startup {
+        stage1: Stage1Times::read(root),
+        units_up: complete.saturating_sub(since_up),
+        complete,
+    })
+}
+
 fn healthy(sys: &dyn Sys, root: &Path, info: &BootInfo, out: &mut Out) {
     let mut buf = Vec::new();
     match bless::bless(sys, root, &mut buf) {
@@ -401,12 +417,12 @@ fn healthy(sys: &dyn Sys, root: &Path, info: &BootInfo, out: &mut Out) {
 
 /// Reports an unhealthy boot; returns whether to reboot (only when boot
 /// counting can fall back to another entry).
-fn unhealthy(root: &Path, reasons: &[String], out: &mut Out) -> bool {
+fn unhealthy(sys: &dyn Sys, root: &Path, reasons: &[String], out: &mut Out) -> bool {
     out.say("boot unhealthy:");
     for r in reasons {
         out.say(&format!("  {r}"));
     }
-    if bless::boot_counting(root) {
+    if bless::boot_counting(sys, root) {
         out.say("rebooting: boot counting falls back to the previous entry");
         true
     } else {

@@ -17,6 +17,7 @@ use crate::error::BootError;
 use crate::partitions::{self, BlockDev};
 use crate::sys::{DmTarget, MountFlags, NodeKind, Sys};
 
+use crate::boottime;
 pub use crate::switch_root::switch_root;
 pub use crate::var::setup_var;
 
@@ -75,6 +76,7 @@ pub fn run(
     cfg: &Stage1Config,
 ) -> Result<(), BootError> {
     mount_api_filesystems(sys, root, log)?;
+    let started = boottime::uptime(root);
 
     let cmdline_path = at(root, "/proc/cmdline");
     let text =
@@ -112,6 +114,9 @@ pub fn run(
 
     setup_var(sys, root, &devs.var, cfg.min_var_gain, log)?;
     setup_etc(sys, root, log)?;
+    if let (Some(started), Some(switched)) = (started, boottime::uptime(root)) {
+        boottime::Stage1Times { started, switched }.write(root);
+    }
     switch_root(sys, root, log)?;
 
     say(log, &format!("starting {}", layout::INIT_PATH));

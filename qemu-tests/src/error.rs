@@ -63,6 +63,12 @@ pub enum HarnessError {
     #[error("picking a free port on 127.0.0.1")]
     PickPort(#[source] std::io::Error),
 
+    #[error("preparing a test disk: {what}")]
+    Fixture { what: String },
+
+    #[error("running the test HTTP server on 127.0.0.1")]
+    HttpServer(#[source] std::io::Error),
+
     #[error("invalid value {value:?} in environment variable {var}: {reason}")]
     BadEnv {
         var: &'static str,

@@ -29,9 +29,11 @@ mod console;
 mod error;
 mod guest;
 pub mod host;
+pub mod http;
 mod image;
 pub mod net;
 pub mod oci;
+pub mod releases;
 
 pub use builder::GuestBuilder;
 pub use command::CmdOutput;

@@ -4,6 +4,7 @@
 //! changes persist.
 #![allow(clippy::unwrap_used)]
 
+use qemu_tests::releases::partition;
 use qemu_tests::{find_image, Guest, GuestBuilder, BOOT_TIMEOUT, COMMAND_TIMEOUT};
 
 const IMAGE: &str = "containerd";
@@ -110,23 +111,6 @@ fn var_and_etc_persist_across_reboot_and_var_fills_the_disk() {
     g.kill();
 }
 
-/// Byte offset of the partition labelled `label` in a raw image, from
-/// `sgdisk -p` (an independent reader).
-fn partition_offset(raw: &std::path::Path, label: &str) -> u64 {
-    let out = std::process::Command::new("sgdisk")
-        .arg("-p")
-        .arg(raw)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().last() == Some(label))
-        .unwrap_or_else(|| panic!("no partition {label} in sgdisk -p:\n{text}"));
-    let start: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    start * 512
-}
-
 /// One changed byte in the root partition is caught by dm-verity: the
 /// boot stops in stage 1 with a message naming the failure, and no
 /// boot-complete line appears.
@@ -134,7 +118,7 @@ fn partition_offset(raw: &std::path::Path, label: &str) -> u64 {
 fn tampered_root_is_refused() {
     let image = find_image(IMAGE).unwrap();
     let raw = image.with_extension("raw");
-    let offset = partition_offset(&raw, "root-a") + 1024 + 16;
+    let offset = partition(&raw, "root-a").unwrap().offset + 1024 + 16;
     let tmp = tempfile::tempdir().unwrap();
     let tampered = tmp.path().join("tampered.qcow2");
     let st = std::process::Command::new("qemu-img")

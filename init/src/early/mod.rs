@@ -2,7 +2,8 @@
 //! system, done by stage 2 before it starts any unit.
 //!
 //! [`run`] mounts cgroup2 and enables its controllers, makes sure there is
-//! a machine ID, sets the host name, loads the modules of modules-load.d,
+//! a machine ID, sets the host name, loads the drivers of the devices
+//! present and the modules of modules-load.d,
 //! applies sysctl.d and tmpfiles.d and leaves a writable resolv.conf.
 //! Every step works below `root` (`/` for real, a temporary directory in
 //! tests) and reports problems as warnings: the boot always goes on.
@@ -71,13 +72,14 @@ impl<'a> Log<'a> {
 
 /// Runs every early-setup step in order; returns the warnings it printed.
 ///
-/// Order: cgroup2, machine-id, hostname, modules-load.d, sysctl.d,
-/// tmpfiles.d, resolv.conf.
+/// Order: cgroup2, machine-id, hostname, device drivers (coldplug),
+/// modules-load.d, sysctl.d, tmpfiles.d, resolv.conf.
 pub fn run(sys: &dyn Sys, root: &Path, cmdline: &Cmdline, log: &mut dyn Write) -> Vec<String> {
     let mut log = Log::new(log);
     cgroup::setup(sys, root, &mut log);
     let machine_id = machine_id::ensure(root, &mut log);
     let hostname = hostname::set(sys, root, &mut log);
+    modules::load_device_drivers(sys, root, &mut log);
     modules::load_configured(sys, root, cmdline, &mut log);
     sysctl::apply(root, &mut log);
     let specifiers = tmpfiles::Specifiers {

@@ -341,6 +341,87 @@ pub fn load_configured(sys: &dyn Sys, root: &Path, cmdline: &Cmdline, log: &mut 
     ));
 }
 
+/// Where the kernel lists its devices.
+pub const SYS_DEVICES: &str = "/sys/devices";
+/// How deep [`device_aliases`] looks below [`SYS_DEVICES`].
+const MAX_DEVICE_DEPTH: usize = 24;
+/// Rescans after loading drivers (a bus driver can add devices).
+const MAX_COLDPLUG_PASSES: usize = 4;
+
+/// Every distinct `modalias` of the devices below `<root>/sys/devices`, in
+/// path order. Symbolic links are not followed.
+pub fn device_aliases(root: &Path) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![(at(root, SYS_DEVICES), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() && depth < MAX_DEVICE_DEPTH {
+                stack.push((entry.path(), depth + 1));
+            } else if kind.is_file() && entry.file_name() == "modalias" {
+                if let Ok(text) = fs::read_to_string(entry.path()) {
+                    let alias = text.trim();
+                    if !alias.is_empty() {
+                        out.insert(alias.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Loads the drivers of the devices the kernel has found, as udev's
+/// coldplug does at boot: each device's `modalias` resolved through
+/// modules.alias, with dependencies. Devices without a driver module are
+/// normal (built-in drivers, or none needed); failed loads are warnings.
+/// Devices that appear later (hotplug) are not handled.
+pub fn load_device_drivers(sys: &dyn Sys, root: &Path, log: &mut Log) {
+    let tree = match ModuleTree::open(root) {
+        Ok(t) => t,
+        // Without devices there is nothing to look up.
+        Err(_) if device_aliases(root).is_empty() => return,
+        Err(e) => {
+            log.warn(&format!("cannot load device drivers: {}", chain(&e)));
+            return;
+        }
+    };
+    let mut seen = BTreeSet::new();
+    let (mut devices, mut loaded) = (0usize, 0usize);
+    for _ in 0..MAX_COLDPLUG_PASSES {
+        let new: Vec<String> = device_aliases(root)
+            .into_iter()
+            .filter(|a| seen.insert(a.clone()))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        devices += new.len();
+        for alias in &new {
+            match tree.load(sys, alias) {
+                Ok(LoadedCount(n)) => loaded += n,
+                Err(ModuleError::NotFound { .. }) => {}
+                // The module does not apply to this machine (acpi-cpufreq
+                // on a VM): udev stays quiet about it too.
+                Err(ModuleError::Load { source, .. })
+                    if source.raw_os_error() == Some(libc::ENODEV) => {}
+                Err(e) => log.warn(&format!(
+                    "loading the driver for device {alias}: {}",
+                    chain(&e)
+                )),
+            }
+        }
+    }
+    log.info(&format!(
+        "device drivers: {devices} device aliases, {loaded} modules loaded"
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +488,65 @@ mod tests {
 
     fn ko(rel: &str) -> String {
         format!("finit_module /usr/lib/modules/{REL}/kernel/{rel}")
+    }
+
+    #[test]
+    fn coldplug_loads_the_drivers_of_present_devices_once() {
+        let t = tree();
+        let root = t.path();
+        let pci = root.join("sys/devices/pci0000:00/0000:00:03.0");
+        fs::create_dir_all(pci.join("virtio0")).unwrap();
+        // The virtio NIC and a device no module serves.
+        fs::write(
+            pci.join("modalias"),
+            "pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00\n",
+        )
+        .unwrap();
+        fs::write(pci.join("virtio0/modalias"), "virtio:d00000005v00001AF4\n").unwrap();
+        // A link back up the tree must not be followed.
+        symlink("../..", pci.join("virtio0/subsystem")).unwrap();
+        assert_eq!(device_aliases(root).len(), 2);
+        let sys = RecordingSys::new(root);
+        let mut out = Vec::new();
+        let mut log = Log::new(&mut out);
+        load_device_drivers(&sys, root, &mut log);
+        assert!(log.warnings().is_empty(), "{:?}", log.warnings());
+        assert_eq!(
+            sys.calls(),
+            [
+                ko("net/core/failover.ko"),
+                ko("drivers/net/net_failover.ko"),
+                ko("drivers/net/virtio_net.ko"),
+            ]
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("device drivers: 2 device aliases, 3 modules loaded"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn coldplug_is_quiet_about_drivers_that_do_not_apply_only() {
+        let t = tree();
+        let root = t.path();
+        for (dev, alias) in [("a", "fs-overlay"), ("b", "net-pf-7")] {
+            let d = root.join("sys/devices/platform").join(dev);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("modalias"), alias).unwrap();
+        }
+        let sys = RecordingSys::new(root);
+        sys.fail_on(&ko("fs/overlayfs/overlay.ko"), libc::ENODEV);
+        sys.fail_on(&ko("net/802/stp.ko"), libc::EPERM);
+        let mut out = Vec::new();
+        let mut log = Log::new(&mut out);
+        load_device_drivers(&sys, root, &mut log);
+        let w = log.warnings().to_vec();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("warning: loading the driver for device net-pf-7: ") && w[0].contains("stp.ko"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -89,6 +89,11 @@ impl Health {
         self.started + self.config.deadline
     }
 
+    /// Since when every unit has been up, if it is.
+    pub fn healthy_since(&self) -> Option<Instant> {
+        self.healthy_since
+    }
+
     /// Whether a verdict was given.
     pub fn decided(&self) -> bool {
         self.decided

@@ -397,6 +397,11 @@ impl Supervisor {
         }
     }
 
+    /// Since when every unit of the boot has been up, while it is.
+    pub fn healthy_since(&self) -> Option<Instant> {
+        self.health.healthy_since()
+    }
+
     /// Every boot-transaction service that counts for health and is not
     /// up, with the reason.
     pub fn health_problems(&self) -> Vec<String> {

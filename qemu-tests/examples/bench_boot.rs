@@ -1,0 +1,191 @@
+//! Boot benchmark (docs/performance.md, "Boot"): boots an image several
+//! times under QEMU and reports, per boot and as medians, the times of
+//! keel-init's `startup:` line (kernel, initramfs, units up, boot complete,
+//! in seconds since the kernel started), the wall time from starting QEMU
+//! to the boot-complete line (firmware and boot loader included), init's
+//! resident memory (VmRSS of PID 1) and the memory in use (`free`).
+//!
+//! Each guest is booted twice: its first boot (a new disk: /var grows,
+//! machine-id and SSH host keys are made) and one `keelctl reboot` later.
+//!
+//! ```sh
+//! cargo run --release -p qemu-tests --example bench_boot -- [--boots N] [--image NAME]
+//! ```
+//! `make bench-boot` runs it on the default image. It needs the image in
+//! `out/` (`make image`) and, like the tests, uses TCG unless
+//! `KEEL_QEMU_KVM=1`.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use qemu_tests::{find_image, Guest, GuestBuilder, HarnessError, BOOT_TIMEOUT, COMMAND_TIMEOUT};
+
+const USAGE: &str = "usage: bench_boot [--boots N] [--image NAME]\n\
+  --boots N     guests to boot (each twice: first boot and a reboot); default 5\n\
+  --image NAME  image in out/ (default containerd)\n";
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    kernel: f64,
+    initramfs: f64,
+    units_up: f64,
+    complete: f64,
+    wall: f64,
+    init_rss_kib: f64,
+    used_kib: f64,
+}
+
+fn field(line: &str, after: &str) -> Option<f64> {
+    let rest = &line[line.find(after)? + after.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+fn parse_startup(line: &str) -> Option<(f64, f64, f64, f64)> {
+    Some((
+        field(line, "kernel ")?,
+        field(line, "initramfs ")?,
+        field(line, "units up at ")?,
+        field(line, "boot complete at ")?,
+    ))
+}
+
+fn measure(g: &Guest, from: usize, t0: Instant) -> Result<Sample, String> {
+    let e = |e: HarnessError| format!("{e:?}");
+    let done = g
+        .wait_for_match("keel-init: boot complete: ", from, BOOT_TIMEOUT)
+        .map_err(e)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let line = g
+        .wait_for_line_after("keel-init: startup: ", done.end, COMMAND_TIMEOUT)
+        .map_err(e)?;
+    let (kernel, initramfs, units_up, complete) =
+        parse_startup(&line).ok_or_else(|| format!("unreadable startup line {line:?}"))?;
+    let rss = g
+        .run_ok("grep VmRSS /proc/1/status", COMMAND_TIMEOUT)
+        .map_err(e)?;
+    let init_rss_kib = field(&rss, "VmRSS:").ok_or_else(|| format!("VmRSS? {rss:?}"))?;
+    let free = g.run_ok("free -k", COMMAND_TIMEOUT).map_err(e)?;
+    let used_kib = free
+        .lines()
+        .find(|l| l.trim_start().starts_with("Mem:"))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .ok_or_else(|| format!("free -k? {free:?}"))?;
+    Ok(Sample {
+        kernel,
+        initramfs,
+        units_up,
+        complete,
+        wall,
+        init_rss_kib,
+        used_kib,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn print_row(label: &str, s: &Sample) {
+    println!(
+        "| {label} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} |",
+        s.kernel,
+        s.initramfs,
+        s.units_up,
+        s.complete,
+        s.wall,
+        s.init_rss_kib,
+        s.used_kib / 1024.0
+    );
+}
+
+fn summary(label: &str, v: &[Sample]) -> Sample {
+    let m = |f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+    let s = Sample {
+        kernel: m(|s| s.kernel),
+        initramfs: m(|s| s.initramfs),
+        units_up: m(|s| s.units_up),
+        complete: m(|s| s.complete),
+        wall: m(|s| s.wall),
+        init_rss_kib: m(|s| s.init_rss_kib),
+        used_kib: m(|s| s.used_kib),
+    };
+    print_row(&format!("**median {label}** (n={})", v.len()), &s);
+    s
+}
+
+fn run(boots: usize, image: &str) -> Result<(), String> {
+    let path = find_image(image).map_err(|e| format!("{e:?}"))?;
+    eprintln!("bench_boot: {} boots x 2 of {}", boots, path.display());
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    println!("| boot | kernel (s) | initramfs (s) | units up (s) | boot complete (s) | QEMU start to complete (s) | init RSS (KiB) | used memory (MiB) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for i in 1..=boots {
+        let t0 = Instant::now();
+        let mut g = GuestBuilder::new(&path)
+            .name(&format!("bench-{i}"))
+            .disk_size(3 << 30)
+            .boot()
+            .map_err(|e| format!("{e:?}"))?;
+        let s = measure(&g, 0, t0).map_err(|e| format!("boot {i}: {e}"))?;
+        print_row(&format!("{i} first"), &s);
+        first.push(s);
+        let mark = g.serial_offset();
+        let t1 = Instant::now();
+        g.send("keelctl reboot\n").map_err(|e| format!("{e:?}"))?;
+        let s = measure(&g, mark, t1).map_err(|e| format!("boot {i} again: {e}"))?;
+        print_row(&format!("{i} reboot"), &s);
+        again.push(s);
+        g.kill();
+    }
+    summary("first boot", &first);
+    summary("reboot", &again);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (mut boots, mut image) = (5usize, "containerd".to_string());
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next()) {
+            ("--boots", Some(n)) if n.parse::<usize>().is_ok_and(|n| n > 0) => {
+                boots = n.parse().unwrap_or(5);
+            }
+            ("--image", Some(name)) => image = name,
+            _ => {
+                eprint!("bench_boot: bad arguments\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match run(boots, &image) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_boot: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_startup_line_and_medians() {
+        let line = "keel-init: startup: kernel 3.52 s, initramfs 1.10 s, units up at 12.84 s, \
+                    boot complete at 22.85 s (seconds since the kernel started)";
+        assert_eq!(parse_startup(line), Some((3.52, 1.10, 12.84, 22.85)));
+        assert_eq!(parse_startup("keel-init: startup: units up at 1 s"), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
