@@ -20,9 +20,17 @@ use std::time::Instant;
 
 use qemu_tests::{find_image, Guest, GuestBuilder, HarnessError, BOOT_TIMEOUT, COMMAND_TIMEOUT};
 
-const USAGE: &str = "usage: bench_boot [--boots N] [--image NAME]\n\
-  --boots N     guests to boot (each twice: first boot and a reboot); default 5\n\
-  --image NAME  image in out/ (default containerd)\n";
+/// Boots an image several times under QEMU and reports boot times and
+/// memory (see docs/performance.md).
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Guests to boot; each boots twice (first boot, then a reboot).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    boots: u32,
+    /// The image in out/ (or $KEEL_OUT) to boot.
+    #[arg(long, default_value = "containerd")]
+    image: String,
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
@@ -122,7 +130,7 @@ fn summary(label: &str, v: &[Sample]) -> Sample {
     s
 }
 
-fn run(boots: usize, image: &str) -> Result<(), String> {
+fn run(boots: u32, image: &str) -> Result<(), String> {
     let path = find_image(image).map_err(|e| format!("{e:?}"))?;
     eprintln!("bench_boot: {} boots x 2 of {}", boots, path.display());
     let (mut first, mut again) = (Vec::new(), Vec::new());
@@ -152,21 +160,8 @@ fn run(boots: usize, image: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (mut boots, mut image) = (5usize, "containerd".to_string());
-    while let Some(a) = args.next() {
-        match (a.as_str(), args.next()) {
-            ("--boots", Some(n)) if n.parse::<usize>().is_ok_and(|n| n > 0) => {
-                boots = n.parse().unwrap_or(5);
-            }
-            ("--image", Some(name)) => image = name,
-            _ => {
-                eprint!("bench_boot: bad arguments\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    match run(boots, &image) {
+    let args = <Args as clap::Parser>::parse();
+    match run(args.boots, &args.image) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench_boot: error: {e}");

@@ -544,7 +544,8 @@ mod tests {
         let w = log.warnings().to_vec();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("warning: loading the driver for device net-pf-7: ") && w[0].contains("stp.ko"),
+            w[0].starts_with("warning: loading the driver for device net-pf-7: ")
+                && w[0].contains("stp.ko"),
             "{w:?}"
         );
     }
