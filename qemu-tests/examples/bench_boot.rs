@@ -64,7 +64,12 @@ fn measure(g: &Guest, from: usize, t0: Instant) -> Result<Sample, String> {
         .map_err(e)?;
     let wall = t0.elapsed().as_secs_f64();
     let line = g
-        .wait_for_line_after("keel-init: startup: ", done.end, COMMAND_TIMEOUT)
+        // The line's end: the whole line has arrived.
+        .wait_for_line_after(
+            "(seconds since the kernel started)",
+            done.end,
+            COMMAND_TIMEOUT,
+        )
         .map_err(e)?;
     let (kernel, initramfs, units_up, complete) =
         parse_startup(&line).ok_or_else(|| format!("unreadable startup line {line:?}"))?;
