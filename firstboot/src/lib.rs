@@ -1,5 +1,13 @@
 //! keel-firstboot: applies an Ignition v3 config once, all or nothing.
 //!
-//! Not built yet: the crate exists so the workspace has its final shape.
-//! Images built today contain no first-boot program, and nothing in them
-//! claims to apply Ignition configs.
+//! So far: reading configs of spec 3.0.0 through 3.6.0 ([`config`]),
+//! validating them with Ignition's rules and Keel's limits ([`validate`]),
+//! and reporting findings at their JSON path ([`report`]). Fetching and
+//! applying are not built yet; images built today contain no first-boot
+//! program, and nothing in them claims to apply Ignition configs.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod config;
+pub mod report;
+pub mod url;
+pub mod validate;

@@ -1,0 +1,341 @@
+//! Reading an Ignition config: JSON syntax, the spec version (3.0.0
+//! through 3.6.0), the version's schema (the `ignition-config` crate's
+//! types), unknown keys as warnings at their JSON path; then the config is
+//! carried over to the 3.6.0 types, a superset of every earlier 3.x, so
+//! that everything after parsing handles one shape.
+
+use ignition_config::{v3_0, v3_1, v3_2, v3_3, v3_4, v3_5, v3_6};
+use semver::Version;
+use serde::de::DeserializeOwned;
+
+use crate::report::{JsonPath, Report};
+
+/// The spec versions Keel accepts, oldest first.
+pub const SUPPORTED: [&str; 7] = [
+    "3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0", "3.5.0", "3.6.0",
+];
+
+/// The config in the 3.6.0 types, with the version it was written for.
+pub type Config = v3_6::Config;
+
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The spec version the config declared.
+    pub version: Version,
+    pub config: Config,
+    /// Warnings found while parsing (unknown keys).
+    pub report: Report,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("error at line {line} col {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("error at $.ignition.version: {0}")]
+    Version(String),
+    #[error("error at {path}: {message}")]
+    Schema { path: JsonPath, message: String },
+}
+
+fn supported_list() -> String {
+    format!(
+        "Keel accepts Ignition spec {} through {}",
+        SUPPORTED[0],
+        SUPPORTED[SUPPORTED.len() - 1]
+    )
+}
+
+/// Reads the declared version, or says why there is none.
+fn declared_version(value: &serde_json::Value) -> Result<Version, ParseError> {
+    let raw = value
+        .get("ignition")
+        .and_then(|i| i.get("version"))
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ParseError::Version(format!("no config version; {}", supported_list())))?;
+    let Some(text) = raw.as_str() else {
+        return Err(ParseError::Version(format!(
+            "version {raw} is not a string; {}",
+            supported_list()
+        )));
+    };
+    let version = Version::parse(text).map_err(|e| {
+        ParseError::Version(format!(
+            "invalid version {text:?}: {e}; {}",
+            supported_list()
+        ))
+    })?;
+    if !SUPPORTED.contains(&version.to_string().as_str()) || !version.pre.is_empty() {
+        return Err(ParseError::Version(format!(
+            "unsupported config version {version}; {}",
+            supported_list()
+        )));
+    }
+    Ok(version)
+}
+
+/// The JSON path of a serde_ignored path, Ignition-style (`$.a.0.b`).
+fn ignored_path(path: &serde_ignored::Path<'_>) -> JsonPath {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => JsonPath::root(),
+        P::Seq { parent, index } => ignored_path(parent).index(*index),
+        P::Map { parent, key } => ignored_path(parent).key(key),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+/// The JSON path serde_path_to_error tracked.
+fn tracked_path(path: &serde_path_to_error::Path) -> JsonPath {
+    use serde_path_to_error::Segment;
+    let mut out = JsonPath::root();
+    for seg in path.iter() {
+        out = match seg {
+            Segment::Seq { index } => out.index(*index),
+            Segment::Map { key } => out.key(key),
+            Segment::Enum { variant } => out.key(variant),
+            Segment::Unknown => out,
+        };
+    }
+    out
+}
+
+/// How many absent or null strings [`typed`] fills in at most.
+const MAX_FILLS: usize = 4096;
+
+/// The JSON value at `path` below `v`.
+fn at_path<'v>(
+    v: &'v mut serde_json::Value,
+    path: &serde_path_to_error::Path,
+) -> Option<&'v mut serde_json::Value> {
+    use serde_path_to_error::Segment;
+    let mut cur = v;
+    for seg in path.iter() {
+        cur = match seg {
+            Segment::Seq { index } => cur.get_mut(*index)?,
+            Segment::Map { key } => cur.get_mut(key.as_str())?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Deserializes `value` as `T`, with unknown keys as warnings and type
+/// errors at their path.
+///
+/// A string field that is absent or null is the empty string, as in Go,
+/// where Ignition's required strings are plain strings: the rules then
+/// say what is wrong with it (`path not specified`), or nothing where an
+/// empty string is fine (a 3.0 link's target).
+fn typed<T: DeserializeOwned>(
+    mut value: serde_json::Value,
+    report: &mut Report,
+) -> Result<T, ParseError> {
+    for _ in 0..MAX_FILLS {
+        let mut unused = Vec::new();
+        let mut track = serde_path_to_error::Track::new();
+        let result = {
+            let mut record = |p: serde_ignored::Path<'_>| unused.push(ignored_path(&p));
+            let ignored = serde_ignored::Deserializer::new(&value, &mut record);
+            let tracked = serde_path_to_error::Deserializer::new(ignored, &mut track);
+            T::deserialize(tracked)
+        };
+        let e = match result {
+            Ok(v) => {
+                for path in unused {
+                    let key = path.to_string();
+                    let last = key.rsplit('.').next().unwrap_or(&key).to_string();
+                    report.warning(path, format!("Unused key {last}"));
+                }
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        let path = track.path();
+        let message = e.to_string();
+        let filled = if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            at_path(&mut value, &path)
+                .and_then(|o| o.as_object_mut())
+                .map(|o| o.insert(field.to_string(), serde_json::Value::from("")))
+                .is_some()
+        } else if message.starts_with("invalid type: null, expected a string") {
+            at_path(&mut value, &path)
+                .map(|v| *v = serde_json::Value::from(""))
+                .is_some()
+        } else {
+            false
+        };
+        if !filled {
+            return Err(ParseError::Schema {
+                path: tracked_path(&path),
+                message: strip_position(&message),
+            });
+        }
+    }
+    Err(ParseError::Schema {
+        path: JsonPath::root(),
+        message: format!("more than {MAX_FILLS} absent strings"),
+    })
+}
+
+/// serde_json appends " at line L column C"; the path says where already.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn upgrade<T: serde::Serialize>(config: &T) -> Result<Config, ParseError> {
+    // Every 3.x schema is a subset of 3.6.0's, with the same JSON names.
+    let value = serde_json::to_value(config).map_err(|e| ParseError::Schema {
+        path: JsonPath::root(),
+        message: format!("internal error converting to spec 3.6.0: {e}"),
+    })?;
+    serde_json::from_value(value).map_err(|e| ParseError::Schema {
+        path: JsonPath::root(),
+        message: format!("internal error converting to spec 3.6.0: {e}"),
+    })
+}
+
+/// Parses a config of any supported version.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    // Parsed as a value first: a repeated key then keeps its last value,
+    // as in Go, instead of being an error.
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax {
+            line: e.line(),
+            column: e.column(),
+            message: strip_position(&e.to_string()),
+        })?;
+    let version = declared_version(&value)?;
+    let mut report = Report::default();
+    let r = &mut report;
+    let mut config = match version.minor {
+        0 => upgrade(&typed::<v3_0::Config>(value, r)?)?,
+        1 => upgrade(&typed::<v3_1::Config>(value, r)?)?,
+        2 => upgrade(&typed::<v3_2::Config>(value, r)?)?,
+        3 => upgrade(&typed::<v3_3::Config>(value, r)?)?,
+        4 => upgrade(&typed::<v3_4::Config>(value, r)?)?,
+        5 => upgrade(&typed::<v3_5::Config>(value, r)?)?,
+        _ => typed::<v3_6::Config>(value, r)?,
+    };
+    config.ignition.version = version.to_string();
+    Ok(Parsed {
+        version,
+        config,
+        report,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_supported_version_parses_into_the_same_shape() {
+        for v in SUPPORTED {
+            let text = format!(
+                r#"{{"ignition":{{"version":"{v}"}},"storage":{{"files":[{{"path":"/etc/x","mode":420,"contents":{{"source":"data:,hi"}}}}]}}}}"#
+            );
+            let p = parse(text.as_bytes()).unwrap();
+            assert_eq!(p.version.to_string(), v);
+            assert_eq!(p.config.ignition.version, v);
+            let files = p.config.storage.unwrap().files.unwrap();
+            assert_eq!(files[0].path, "/etc/x");
+            assert_eq!(files[0].mode, Some(420));
+            assert!(p.report.entries.is_empty(), "{}", p.report);
+        }
+    }
+
+    #[test]
+    fn versions_outside_3_0_to_3_6_are_refused_naming_the_range() {
+        for v in ["2.2.0", "3.7.0", "3.4.0-experimental", "4.0.0"] {
+            let e = err(&format!(r#"{{"ignition":{{"version":"{v}"}}}}"#));
+            assert!(e.contains("unsupported config version"), "{v}: {e}");
+            assert!(e.contains("3.0.0 through 3.6.0"), "{e}");
+        }
+        assert!(err(r#"{"ignition":{"version":"x"}}"#).contains("invalid version \"x\""));
+        assert!(err(r#"{"ignition":{}}"#).contains("no config version"));
+        assert!(err(r#"{}"#).contains("no config version"));
+        assert!(err(r#"{"ignition":{"version":3}}"#).contains("not a string"));
+        let e = err("{\"ignition\": {\"version\": \"3.0.0\"}");
+        assert!(e.starts_with("error at line 1 col "), "{e}");
+        assert!(err("garbage").starts_with("error at line 1 col 1: "));
+    }
+
+    #[test]
+    fn unknown_keys_warn_at_their_path_and_types_fail_at_theirs() {
+        let p = parse(
+            br#"{"ignition":{"version":"3.3.0"},"foo":1,"storage":{"files":[{"path":"/a","colour":"red"}]}}"#,
+        )
+        .unwrap();
+        let w: Vec<String> = p.report.warnings().map(ToString::to_string).collect();
+        assert_eq!(
+            w,
+            [
+                "warning at $.foo: Unused key foo",
+                "warning at $.storage.files.0.colour: Unused key colour"
+            ]
+        );
+        // A key of a later spec is unknown in an earlier one.
+        let p = parse(br#"{"ignition":{"version":"3.0.0"},"kernelArguments":{}}"#).unwrap();
+        assert_eq!(p.report.warnings().count(), 1);
+        let e = err(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/a"},{"path":"/b","mode":"x"}]}}"#,
+        );
+        assert!(
+            e.starts_with("error at $.storage.files.1.mode: invalid type: string \"x\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn absent_and_null_strings_are_empty_and_repeated_keys_keep_the_last() {
+        let p = parse(
+            br#"{"ignition":{"version":"3.2.0"},"storage":{"files":[{"mode":420},{"path":null}],"links":[{"path":"/l"}]}}"#,
+        )
+        .unwrap();
+        let s = p.config.storage.unwrap();
+        let files = s.files.unwrap();
+        assert_eq!((files[0].path.as_str(), files[1].path.as_str()), ("", ""));
+        assert_eq!(s.links.unwrap()[0].target.as_deref(), Some(""));
+        let p = parse(br#"{"ignition":{"version":"3.3.0","version":"3.2.0"}}"#).unwrap();
+        assert_eq!(p.version.to_string(), "3.2.0");
+        // Other types are not filled in.
+        let e = err(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/a","mode":null,"overwrite":"yes"}]}}"#,
+        );
+        assert!(
+            e.starts_with("error at $.storage.files.0.overwrite: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn butane_style_nulls_and_empty_strings_parse() {
+        let p = parse(
+            br#"{"ignition":{"version":"3.4.0","config":{"replace":{"verification":{}}},"proxy":{},"security":{"tls":{}},"timeouts":{}},
+                "kernelArguments":{},"passwd":{},"storage":{"files":[{"path":"/a","contents":{"compression":"","source":null,"verification":{}},"user":{},"group":{}}]},"systemd":{}}"#,
+        )
+        .unwrap();
+        assert!(p.report.entries.is_empty(), "{}", p.report);
+        let f = &p.config.storage.unwrap().files.unwrap()[0];
+        assert_eq!(
+            f.contents.as_ref().unwrap().compression.as_deref(),
+            Some("")
+        );
+    }
+}

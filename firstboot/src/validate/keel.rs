@@ -1,0 +1,90 @@
+//! What Ignition accepts but Keel does not do. Each is an error, so a
+//! config that asks for it fails validation instead of being half applied.
+
+use ignition_config::v3_6::Resource;
+
+use crate::config::Config;
+use crate::report::{JsonPath, Report};
+use crate::url;
+
+/// Source schemes Keel fetches.
+pub const SCHEMES: [&str; 3] = ["http", "https", "data"];
+/// Filesystem formats Keel creates (`none`: leave the device alone).
+pub const FORMATS: [&str; 5] = ["ext4", "xfs", "vfat", "swap", "none"];
+
+fn source(report: &mut Report, at: JsonPath, r: &Resource) {
+    let Some(s) = r.source.as_deref().filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let Ok(u) = url::parse(s) else { return };
+    if !u.scheme.is_empty() && !SCHEMES.contains(&u.scheme.as_str()) {
+        report.error(
+            at.key("source"),
+            format!(
+                "{} sources are not supported by Keel (it fetches {})",
+                u.scheme,
+                SCHEMES.join(", ")
+            ),
+        );
+    }
+}
+
+/// Keel's limits on `config` (spec 3.`minor`).
+pub fn keel(config: &Config, _minor: u64) -> Report {
+    let mut r = Report::default();
+    let root = JsonPath::root();
+    let ig = root.key("ignition");
+    if let Some(c) = &config.ignition.config {
+        for (i, m) in c.merge.iter().flatten().enumerate() {
+            source(&mut r, ig.key("config").key("merge").index(i), m);
+        }
+        if let Some(rep) = &c.replace {
+            source(&mut r, ig.key("config").key("replace"), rep);
+        }
+    }
+    let cas = config
+        .ignition
+        .security
+        .as_ref()
+        .and_then(|s| s.tls.as_ref())
+        .and_then(|t| t.certificate_authorities.as_ref());
+    for (i, ca) in cas.into_iter().flatten().enumerate() {
+        let at = ig
+            .key("security")
+            .key("tls")
+            .key("certificateAuthorities")
+            .index(i);
+        source(&mut r, at, ca);
+    }
+    let Some(s) = &config.storage else { return r };
+    let st = root.key("storage");
+    for (i, f) in s.files.iter().flatten().enumerate() {
+        let at = st.key("files").index(i);
+        if let Some(c) = &f.contents {
+            source(&mut r, at.key("contents"), c);
+        }
+        for (j, a) in f.append.iter().flatten().enumerate() {
+            source(&mut r, at.key("append").index(j), a);
+        }
+    }
+    for (i, fs) in s.filesystems.iter().flatten().enumerate() {
+        if let Some(f) = fs.format.as_deref().filter(|f| !f.is_empty()) {
+            if !FORMATS.contains(&f) {
+                r.error(
+                    st.key("filesystems").index(i).key("format"),
+                    format!(
+                        "filesystem format {f} is not supported by Keel (it makes {})",
+                        FORMATS.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    for i in 0..s.raid.as_ref().map_or(0, Vec::len) {
+        r.error(st.key("raid").index(i), "RAID is not supported by Keel");
+    }
+    for i in 0..s.luks.as_ref().map_or(0, Vec::len) {
+        r.error(st.key("luks").index(i), "LUKS is not supported by Keel");
+    }
+    r
+}

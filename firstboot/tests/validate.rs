@@ -1,0 +1,154 @@
+//! `keel-firstboot validate`: Keel's own limits on top of Ignition's
+//! rules, specs that the reference validator does not know (3.4–3.6), and
+//! the command's output and exit codes.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use keel_firstboot::{config, validate};
+
+fn findings(json: &str) -> Vec<String> {
+    let p = config::parse(json.as_bytes()).unwrap();
+    validate::validate(&p)
+        .to_string()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn what_keel_does_not_do_is_an_error_naming_it() {
+    let f = findings(
+        r#"{"ignition":{"version":"3.3.0"},"storage":{
+            "raid":[{"name":"md0","level":"raid1","devices":["/dev/vdb","/dev/vdc"]}],
+            "luks":[{"name":"data","device":"/dev/vdd"}],
+            "filesystems":[{"device":"/dev/vde","format":"btrfs"}],
+            "files":[{"path":"/etc/a","contents":{"source":"s3://bucket/a"}},
+                     {"path":"/etc/b","contents":{"source":"tftp://10.0.2.2/b"}}]}}"#,
+    );
+    assert_eq!(
+        f,
+        [
+            "error at $.storage.files.0.contents.source: s3 sources are not supported by Keel (it fetches http, https, data)",
+            "error at $.storage.files.1.contents.source: tftp sources are not supported by Keel (it fetches http, https, data)",
+            "error at $.storage.filesystems.0.format: filesystem format btrfs is not supported by Keel (it makes ext4, xfs, vfat, swap, none)",
+            "error at $.storage.raid.0: RAID is not supported by Keel",
+            "error at $.storage.luks.0: LUKS is not supported by Keel",
+        ]
+    );
+    let f = findings(
+        r#"{"ignition":{"version":"3.6.0","config":{"merge":[{"source":"gs://b/c.ign"}]},
+            "security":{"tls":{"certificateAuthorities":[{"source":"arn:aws:s3:::b/ca.pem"}]}}}}"#,
+    );
+    assert_eq!(
+        f,
+        [
+            "error at $.ignition.config.merge.0.source: gs sources are not supported by Keel (it fetches http, https, data)",
+            "error at $.ignition.security.tls.certificateAuthorities.0.source: arn sources are not supported by Keel (it fetches http, https, data)",
+        ]
+    );
+}
+
+#[test]
+fn later_specs_follow_their_own_rules() {
+    let mode = |v: &str| {
+        findings(&format!(
+            r#"{{"ignition":{{"version":"{v}"}},"storage":{{"files":[{{"path":"/usr/local/bin/x","mode":2541}}]}}}}"#
+        ))
+    };
+    // Special mode bits: a warning before 3.6, fine from 3.6.
+    assert_eq!(
+        mode("3.5.0"),
+        ["warning at $.storage.files.0.mode: setuid/setgid/sticky bits are not supported in spec versions older than 3.4.0"]
+    );
+    assert!(mode("3.6.0").is_empty());
+    // arn: URLs exist from 3.4 (Ignition accepts them; Keel does not fetch them).
+    let arn = |v: &str| {
+        let p = config::parse(
+            format!(
+                r#"{{"ignition":{{"version":"{v}"}},"storage":{{"files":[{{"path":"/etc/a","contents":{{"source":"arn:aws:s3:us-east-1:123:accesspoint/ap/object/k"}}}}]}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        validate::ignition(&p.config, p.version.minor).to_string()
+    };
+    assert_eq!(
+        arn("3.3.0"),
+        "error at $.storage.files.0.contents.source: invalid url scheme\n"
+    );
+    assert_eq!(arn("3.4.0"), "");
+    // Keys of a later spec are unknown in an earlier one.
+    let f = findings(
+        r#"{"ignition":{"version":"3.3.0"},"storage":{"luks":[{"name":"d","device":"/dev/vdb","discard":true}]}}"#,
+    );
+    assert!(
+        f.contains(&"warning at $.storage.luks.0.discard: Unused key discard".to_string()),
+        "{f:?}"
+    );
+}
+
+fn cli(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel-firstboot"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_command_prints_findings_and_exits_by_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.ign");
+    std::fs::write(&good, r#"{"ignition":{"version":"3.4.0"},"extra":true}"#).unwrap();
+    let out = cli(&["validate", good.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "warning at $.extra: Unused key extra\n"
+    );
+
+    let out = cli(
+        &["validate", "-"],
+        Some(r#"{"ignition":{"version":"3.2.0"},"storage":{"files":[{"path":"x"}]}}"#),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "error at $.storage.files.0.path: path not absolute\n"
+    );
+
+    let out = cli(
+        &["validate", "-"],
+        Some(r#"{"ignition":{"version":"2.3.0"}}"#),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "unsupported config version 2.3.0; Keel accepts Ignition spec 3.0.0 through 3.6.0"
+        ),
+        "{text}"
+    );
+
+    let missing = dir.path().join("missing.ign");
+    let out = cli(&["validate", missing.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("keel-firstboot: error: reading config ") && err.contains("missing.ign"),
+        "{err}"
+    );
+
+    let out = cli(&["frobnicate"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let help = cli(&["validate", "--help"], None);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("exits 0 when the config is"));
+}
