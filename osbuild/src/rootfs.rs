@@ -23,9 +23,16 @@ fn err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError
 }
 
 /// Directories that must exist on the read-only root as mount points.
-const MOUNT_POINTS: &[&str] = &[
-    "proc", "sys", "dev", "run", "tmp", "var", "etc", "root", "home", "mnt",
-];
+const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "run", "tmp", "var", "etc", "mnt"];
+
+/// Home directories must be writable, and the root is not: `/home` and
+/// `/root` are links into /var, as on Fedora CoreOS. (link, target, mode)
+const HOME_LINKS: &[(&str, &str, u32)] =
+    &[("home", "var/home", 0o755), ("root", "var/roothome", 0o700)];
+
+/// Creates the home directories on /var when a /var made by an older
+/// release lacks them (keel-init applies tmpfiles.d at every boot).
+pub const HOMES_TMPFILES: &str = "usr/lib/tmpfiles.d/keel-homes.conf";
 
 /// Merged /usr: the top-level compatibility links.
 const USR_LINKS: &[(&str, &str)] = &[
@@ -64,6 +71,7 @@ pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsE
     let tmp = root.join("tmp");
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
         .map_err(err("setting mode of", &tmp))?;
+    homes(root)?;
 
     // os-release identifies Keel and the image version.
     let usr_os = root.join("usr/lib/os-release");
@@ -103,6 +111,35 @@ pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsE
         fs::rename(entry.path(), &to).map_err(err("moving /var content to", &to))?;
     }
     Ok(())
+}
+
+/// Moves what packages put in /home and /root to their places on /var and
+/// makes the links; writes the tmpfiles.d lines that recreate the
+/// directories on an older /var.
+fn homes(root: &Path) -> Result<(), RootfsError> {
+    let mut tmpfiles =
+        String::from("# Home directories live on /var; /home and /root link there.\n");
+    for (link, target, mode) in HOME_LINKS {
+        let (l, t) = (root.join(link), root.join(target));
+        fs::create_dir_all(&t).map_err(err("creating", &t))?;
+        fs::set_permissions(&t, fs::Permissions::from_mode(*mode))
+            .map_err(err("setting mode of", &t))?;
+        match fs::symlink_metadata(&l) {
+            Ok(m) if m.is_dir() => {
+                for entry in fs::read_dir(&l).map_err(err("reading", &l))? {
+                    let entry = entry.map_err(err("reading", &l))?;
+                    let to = t.join(entry.file_name());
+                    fs::rename(entry.path(), &to).map_err(err("moving to", &to))?;
+                }
+                fs::remove_dir(&l).map_err(err("removing", &l))?;
+            }
+            Ok(_) => fs::remove_file(&l).map_err(err("removing", &l))?,
+            Err(_) => {}
+        }
+        symlink(target, &l).map_err(err("creating symlink", &l))?;
+        tmpfiles.push_str(&format!("d /{target} {mode:04o} root root -\n"));
+    }
+    write(&root.join(HOMES_TMPFILES), tmpfiles.as_bytes(), 0o644)
 }
 
 /// /etc/passwd and /etc/group from base-passwd's master files (what its
@@ -219,6 +256,8 @@ mod tests {
         fs::write(root.join("etc/ssh/ssh_host_ed25519_key"), "secret").unwrap();
         fs::write(root.join("etc/ssh/sshd_config"), "x").unwrap();
         fs::write(root.join("etc/machine-id"), "abc").unwrap();
+        fs::create_dir_all(root.join("root")).unwrap();
+        fs::write(root.join("root/.profile"), "p").unwrap();
         let rel = OsRelease {
             image_id: "t".into(),
             version: "1.0".into(),
@@ -253,6 +292,26 @@ mod tests {
         assert!(root.join("etc/ssh/sshd_config").exists());
         assert!(!root.join("etc/machine-id").exists());
         assert!(var.join("lib/x").is_dir());
+        // Homes are on /var, and what a package put in /root moved along.
+        assert_eq!(
+            fs::read_link(root.join("home")).unwrap(),
+            PathBuf::from("var/home")
+        );
+        assert_eq!(
+            fs::read_link(root.join("root")).unwrap(),
+            PathBuf::from("var/roothome")
+        );
+        assert_eq!(fs::read(var.join("roothome/.profile")).unwrap(), b"p");
+        let mode = fs::metadata(var.join("roothome"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o700);
+        assert_eq!(
+            fs::read_to_string(root.join(HOMES_TMPFILES)).unwrap(),
+            "# Home directories live on /var; /home and /root link there.\n\
+             d /var/home 0755 root root -\nd /var/roothome 0700 root root -\n"
+        );
         assert_eq!(fs::read_dir(root.join("var")).unwrap().count(), 0);
         assert!(fs::read_to_string(root.join("etc/passwd"))
             .unwrap()

@@ -75,7 +75,7 @@ fn root_is_verified_and_read_only() {
 }
 
 #[test]
-fn var_and_etc_persist_across_reboot_and_var_fills_the_disk() {
+fn var_etc_and_homes_persist_across_reboot_and_var_fills_the_disk() {
     let mut g = boot(3 << 30);
     // /var grew from the image's 512 MiB to the end of the 3 GiB disk
     // (the ESP and the four slot partitions take about 0.7 GiB).
@@ -91,6 +91,19 @@ fn var_and_etc_persist_across_reboot_and_var_fills_the_disk() {
         &g,
         &format!("echo {token} > /etc/keel-test.conf && echo changed >> /etc/hostname"),
     );
+    // Home directories are writable and on /var (the root is read-only).
+    run(
+        &g,
+        &format!("mkdir -p /home/core/.ssh && echo {token} > /home/core/.ssh/x && echo {token} > /root/.keel-test"),
+    );
+    assert_eq!(
+        run(
+            &g,
+            "readlink /home; readlink /root; stat -c %a /var/roothome"
+        )
+        .trim(),
+        "var/home\nvar/roothome\n700"
+    );
     run(&g, "sync");
     let mark = g.serial_offset();
     g.send("reboot -f\n").unwrap();
@@ -98,6 +111,10 @@ fn var_and_etc_persist_across_reboot_and_var_fills_the_disk() {
     assert_eq!(run(&g, "cat /var/lib/keel-test/state").trim(), token);
     assert_eq!(run(&g, "cat /etc/keel-test.conf").trim(), token);
     assert!(run(&g, "cat /etc/hostname").contains("changed"));
+    assert_eq!(
+        run(&g, "cat /home/core/.ssh/x /root/.keel-test").trim(),
+        format!("{token}\n{token}")
+    );
     // The change lives in the overlay's upper layer on /var, and the image's
     // own /etc still shows through.
     assert_eq!(
