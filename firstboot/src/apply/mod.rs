@@ -1,0 +1,199 @@
+//! Applying a validated config to a target root (a directory: the node's
+//! `/` at first boot, or an image tree at build time).
+//!
+//! Built so far: `storage.files`, `storage.directories` and
+//! `storage.links` ([`nodes`]) with inline (`data:`) sources. Everything
+//! is fetched and every owner resolved before the first write, and a
+//! failure part way restores the root ([`journal`]). A config that asks
+//! for anything not built yet is refused, naming it, before anything is
+//! written.
+
+pub mod fetch;
+pub mod journal;
+pub mod nodes;
+pub mod sys;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::report::JsonPath;
+
+pub use fetch::{Fetch, FetchError, InlineOnly};
+pub use sys::{RealSys, RecordingSys, Sys};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{path}: {what} is not applied by Keel yet")]
+    NotBuilt { path: JsonPath, what: &'static str },
+    #[error("{path}: {message}")]
+    Config { path: JsonPath, message: String },
+    #[error("{path}: {source}")]
+    Fetch {
+        path: JsonPath,
+        #[source]
+        source: FetchError,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {message}{}", undo_note(undo))]
+    Write {
+        path: JsonPath,
+        message: String,
+        /// What could not be undone (empty: the root is as it was).
+        undo: Vec<String>,
+    },
+    #[error("applied, but backups were left behind: {}", .0.join("; "))]
+    Cleanup(Vec<String>),
+}
+
+fn undo_note(undo: &[String]) -> String {
+    if undo.is_empty() {
+        "; nothing was changed".into()
+    } else {
+        format!("; rolling back failed: {}", undo.join("; "))
+    }
+}
+
+/// The parts of a config that cannot be applied yet, first one wins.
+fn not_built(config: &Config) -> Option<ApplyError> {
+    let root = JsonPath::root();
+    let nonempty = |n: usize| n > 0;
+    let storage = config.storage.as_ref();
+    let checks: [(bool, JsonPath, &'static str); 8] = [
+        (
+            config.ignition.config.as_ref().is_some_and(|c| {
+                c.replace.is_some() || c.merge.as_ref().is_some_and(|m| !m.is_empty())
+            }),
+            root.key("ignition").key("config"),
+            "merging or replacing configs",
+        ),
+        (
+            config.passwd.as_ref().is_some_and(|p| {
+                nonempty(
+                    p.users.as_ref().map_or(0, Vec::len) + p.groups.as_ref().map_or(0, Vec::len),
+                )
+            }),
+            root.key("passwd"),
+            "passwd (users and groups)",
+        ),
+        (
+            config
+                .systemd
+                .as_ref()
+                .is_some_and(|s| s.units.as_ref().is_some_and(|u| !u.is_empty())),
+            root.key("systemd"),
+            "systemd units",
+        ),
+        (
+            config.kernel_arguments.as_ref().is_some_and(|k| {
+                k.should_exist.as_ref().is_some_and(|v| !v.is_empty())
+                    || k.should_not_exist.as_ref().is_some_and(|v| !v.is_empty())
+            }),
+            root.key("kernelArguments"),
+            "kernelArguments",
+        ),
+        (
+            storage.is_some_and(|s| s.disks.as_ref().is_some_and(|d| !d.is_empty())),
+            root.key("storage").key("disks"),
+            "storage.disks",
+        ),
+        (
+            storage.is_some_and(|s| s.filesystems.as_ref().is_some_and(|d| !d.is_empty())),
+            root.key("storage").key("filesystems"),
+            "storage.filesystems",
+        ),
+        (
+            storage.is_some_and(|s| s.raid.as_ref().is_some_and(|d| !d.is_empty())),
+            root.key("storage").key("raid"),
+            "storage.raid",
+        ),
+        (
+            storage.is_some_and(|s| s.luks.as_ref().is_some_and(|d| !d.is_empty())),
+            root.key("storage").key("luks"),
+            "storage.luks",
+        ),
+    ];
+    checks
+        .into_iter()
+        .find(|(hit, _, _)| *hit)
+        .map(|(_, path, what)| ApplyError::NotBuilt { path, what })
+}
+
+/// Applies `config` (already validated) to `root`.
+pub fn apply(root: &Path, config: &Config, f: &dyn Fetch, sys: &dyn Sys) -> Result<(), ApplyError> {
+    if let Some(e) = not_built(config) {
+        return Err(e);
+    }
+    if let Some(s) = &config.storage {
+        nodes::apply(root, s, f, sys)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(json: &str) -> Config {
+        crate::config::parse(json.as_bytes()).unwrap().config
+    }
+
+    #[test]
+    fn what_is_not_built_is_refused_before_anything_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        let c = parsed(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a"}]},
+                "passwd":{"users":[{"name":"core"}]}}"#,
+        );
+        let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "$.passwd: passwd (users and groups) is not applied by Keel yet"
+        );
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        let c = parsed(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a","contents":{"source":"http://10.0.2.2/a"}}]}}"#,
+        );
+        let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "$.storage.files.0.contents: http://10.0.2.2/a: fetching http sources is not built yet"
+        );
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn owners_go_through_sys_and_default_to_root() {
+        let root = tempfile::tempdir().unwrap();
+        let c = parsed(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{
+                "files":[{"path":"/etc/x/f","user":{"id":7},"contents":{"source":"data:,hi"}}]}}"#,
+        );
+        let sys = RecordingSys::default();
+        apply(root.path(), &c, &InlineOnly, &sys).unwrap();
+        let calls = sys.calls.borrow();
+        let rel: Vec<(String, u32, u32)> = calls
+            .iter()
+            .map(|(p, u, g)| {
+                let p = p.strip_prefix(root.path()).unwrap().display().to_string();
+                (p, *u, *g)
+            })
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                ("etc".to_string(), 0, 0),
+                ("etc/x".to_string(), 0, 0),
+                ("etc/x/f".to_string(), 0, 0),
+                ("etc/x/f".to_string(), 7, 0),
+            ]
+        );
+        assert_eq!(std::fs::read(root.path().join("etc/x/f")).unwrap(), b"hi");
+    }
+}

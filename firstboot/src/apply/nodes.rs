@@ -1,0 +1,426 @@
+//! `storage.files`, `storage.directories` and `storage.links` applied to a
+//! target root, with Ignition's semantics:
+//!
+//! - missing parent directories are made (0755, root);
+//! - a file gets its contents, then every `append` in order; a new file
+//!   has mode 0644 unless `mode` says otherwise, a new directory 0755;
+//! - an existing node is kept (and its mode and owner set when given) if it
+//!   is of the same kind and the entry changes no contents; a file with
+//!   contents where one exists, or a node of another kind, needs
+//!   `overwrite`, which replaces whatever is there;
+//! - an existing link is kept when it already points at the target;
+//! - owners are numeric ids or names looked up in the target's
+//!   /etc/passwd and /etc/group; the default is root.
+//!
+//! Parent directories are resolved inside the root: a symlink on the way
+//! (`/home` → `var/home`) is followed relative to the root, never out of
+//! it.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use ignition_config::v3_6::{NodeGroup, NodeUser, Storage};
+
+use super::fetch::{self, Fetch};
+use super::journal::Journal;
+use super::sys::Sys;
+use super::ApplyError;
+use crate::report::JsonPath;
+
+/// How many symlinks resolving one path may follow.
+const MAX_LINKS: usize = 40;
+
+/// An owner: numeric, or a name to look up.
+fn owner(
+    root: &Path,
+    at: &JsonPath,
+    user: &Option<NodeUser>,
+    group: &Option<NodeGroup>,
+) -> Result<(Option<u32>, Option<u32>), ApplyError> {
+    let lookup = |file: &str, name: &str, what: &str| -> Result<u32, ApplyError> {
+        let path = root.join(file);
+        let text = fs::read_to_string(&path).map_err(|source| ApplyError::Io {
+            what: "reading",
+            path: path.clone(),
+            source,
+        })?;
+        text.lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&name))
+            .and_then(|f| f.get(2)?.parse().ok())
+            .ok_or_else(|| ApplyError::Config {
+                path: at.key(what).key("name"),
+                message: format!("{what} {name:?} not found in {}", path.display()),
+            })
+    };
+    let id = |v: Option<i64>, what: &str| -> Result<Option<u32>, ApplyError> {
+        v.map(|i| {
+            u32::try_from(i).map_err(|_| ApplyError::Config {
+                path: at.key(what).key("id"),
+                message: format!("{what} id {i} out of range"),
+            })
+        })
+        .transpose()
+    };
+    let uid = match user {
+        Some(NodeUser { id: Some(i), .. }) => id(Some(*i), "user")?,
+        Some(NodeUser { name: Some(n), .. }) if !n.is_empty() => {
+            Some(lookup("etc/passwd", n, "user")?)
+        }
+        _ => None,
+    };
+    let gid = match group {
+        Some(NodeGroup { id: Some(i), .. }) => id(Some(*i), "group")?,
+        Some(NodeGroup { name: Some(n), .. }) if !n.is_empty() => {
+            Some(lookup("etc/group", n, "group")?)
+        }
+        _ => None,
+    };
+    Ok((uid, gid))
+}
+
+enum Kind {
+    Dir {
+        mode: Option<u32>,
+    },
+    File {
+        mode: Option<u32>,
+        contents: Option<Vec<u8>>,
+        append: Vec<Vec<u8>>,
+    },
+    Link {
+        target: String,
+        hard: bool,
+    },
+}
+
+struct Entry {
+    at: JsonPath,
+    path: String,
+    overwrite: bool,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    kind: Kind,
+}
+
+/// Fetches every resource and resolves every owner: nothing is written
+/// before this has succeeded for all entries.
+fn prepare(root: &Path, s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, ApplyError> {
+    let st = JsonPath::root().key("storage");
+    let mode = |m: Option<i64>| m.map(|m| (m as u32) & 0o7777);
+    let mut out = Vec::new();
+    for (i, d) in s.directories.iter().flatten().enumerate() {
+        let at = st.key("directories").index(i);
+        let (uid, gid) = owner(root, &at, &d.user, &d.group)?;
+        out.push(Entry {
+            path: d.path.clone(),
+            overwrite: d.overwrite == Some(true),
+            uid,
+            gid,
+            kind: Kind::Dir { mode: mode(d.mode) },
+            at,
+        });
+    }
+    for (i, file) in s.files.iter().flatten().enumerate() {
+        let at = st.key("files").index(i);
+        let (uid, gid) = owner(root, &at, &file.user, &file.group)?;
+        let contents = match &file.contents {
+            Some(c) => fetch::resource(f, c).map_err(|e| ApplyError::Fetch {
+                path: at.key("contents"),
+                source: e,
+            })?,
+            None => None,
+        };
+        let mut append = Vec::new();
+        for (j, a) in file.append.iter().flatten().enumerate() {
+            let bytes = fetch::resource(f, a).map_err(|e| ApplyError::Fetch {
+                path: at.key("append").index(j),
+                source: e,
+            })?;
+            append.push(bytes.unwrap_or_default());
+        }
+        out.push(Entry {
+            path: file.path.clone(),
+            overwrite: file.overwrite == Some(true),
+            uid,
+            gid,
+            kind: Kind::File {
+                mode: mode(file.mode),
+                contents,
+                append,
+            },
+            at,
+        });
+    }
+    for (i, l) in s.links.iter().flatten().enumerate() {
+        let at = st.key("links").index(i);
+        let (uid, gid) = owner(root, &at, &l.user, &l.group)?;
+        out.push(Entry {
+            path: l.path.clone(),
+            overwrite: l.overwrite == Some(true),
+            uid,
+            gid,
+            kind: Kind::Link {
+                target: l.target.clone().unwrap_or_default(),
+                hard: l.hard == Some(true),
+            },
+            at,
+        });
+    }
+    // Parents before children, links after everything else (a hard link
+    // needs its target), the order of the config otherwise.
+    out.sort_by_key(|e| {
+        (
+            matches!(e.kind, Kind::Link { .. }),
+            e.path.matches('/').count(),
+        )
+    });
+    Ok(out)
+}
+
+/// Resolves the directory `dir` (absolute, inside the config's view of
+/// the root) to a path below `root`, following symlinks inside the root
+/// and creating what is missing.
+fn make_parents(
+    root: &Path,
+    dir: &Path,
+    journal: &mut Journal,
+    sys: &dyn Sys,
+) -> io::Result<PathBuf> {
+    let mut pending: Vec<PathBuf> = dir
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(PathBuf::from(n)),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut cur = root.to_path_buf();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part.as_os_str() == ".." {
+            if cur != root {
+                cur.pop();
+            }
+            continue;
+        }
+        let next = cur.join(&part);
+        match fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(io::Error::other(format!(
+                        "too many symlinks resolving {}",
+                        dir.display()
+                    )));
+                }
+                let target = fs::read_link(&next)?;
+                if target.is_absolute() {
+                    cur = root.to_path_buf();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => pending.push(PathBuf::from(n)),
+                        Component::ParentDir => pending.push(PathBuf::from("..")),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(m) if m.is_dir() => cur = next,
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is not a directory",
+                    next.display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&next)?;
+                journal.created_dir(&next);
+                fs::set_permissions(&next, fs::Permissions::from_mode(0o755))?;
+                sys.lchown(&next, 0, 0)?;
+                cur = next;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cur)
+}
+
+fn set_meta(
+    sys: &dyn Sys,
+    path: &Path,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    link: bool,
+) -> io::Result<()> {
+    if uid.is_some() || gid.is_some() {
+        let m = fs::symlink_metadata(path)?;
+        use std::os::unix::fs::MetadataExt;
+        sys.lchown(path, uid.unwrap_or(m.uid()), gid.unwrap_or(m.gid()))?;
+    }
+    if let (Some(mode), false) = (mode, link) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+fn write_new(path: &Path, data: &[u8], append: &[Vec<u8>]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(data)?;
+    for a in append {
+        f.write_all(a)?;
+    }
+    f.sync_all()
+}
+
+fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> Result<(), String> {
+    let p = Path::new(&e.path);
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return Err("the root itself cannot be a node".into());
+    };
+    let dir = make_parents(root, parent, journal, sys).map_err(|e| e.to_string())?;
+    let target = dir.join(name);
+    let io = |what: &str, err: io::Error| format!("{what} {}: {err}", target.display());
+    let existing = fs::symlink_metadata(&target).ok();
+    let same_kind = existing.as_ref().is_some_and(|m| match &e.kind {
+        Kind::Dir { .. } => m.is_dir(),
+        Kind::File { .. } => m.is_file(),
+        Kind::Link { hard: false, .. } => m.file_type().is_symlink(),
+        Kind::Link { hard: true, .. } => false,
+    });
+    let changes_contents = match &e.kind {
+        Kind::File { contents, .. } => contents.is_some(),
+        Kind::Link { target: t, hard } => {
+            *hard || fs::read_link(&target).map_or(true, |old| old != Path::new(t))
+        }
+        Kind::Dir { .. } => false,
+    };
+    let mut kept: Option<PathBuf> = None;
+    if existing.is_some() {
+        if e.overwrite {
+            journal
+                .move_aside(&target)
+                .map_err(|err| io("moving aside", err))?;
+        } else if !same_kind || changes_contents {
+            return Err(format!(
+                "a {} exists at {} and overwrite is false",
+                match existing.as_ref() {
+                    Some(m) if m.is_dir() => "directory",
+                    Some(m) if m.file_type().is_symlink() => "link",
+                    _ => "file",
+                },
+                e.path
+            ));
+        } else if matches!(e.kind, Kind::Dir { .. }) {
+            journal.meta(&target).map_err(|err| io("reading", err))?;
+        } else {
+            // Files and links are replaced by copies, so that the original
+            // can be put back.
+            kept = Some(
+                journal
+                    .move_aside(&target)
+                    .map_err(|err| io("moving aside", err))?,
+            );
+        }
+    }
+    match &e.kind {
+        Kind::Dir { mode } => {
+            if !target.is_dir() {
+                fs::create_dir(&target).map_err(|err| io("creating", err))?;
+                journal.created(&target);
+                fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
+                    .map_err(|err| io("setting mode of", err))?;
+                sys.lchown(&target, 0, 0)
+                    .map_err(|err| io("setting owner of", err))?;
+            }
+            set_meta(sys, &target, *mode, e.uid, e.gid, false)
+                .map_err(|err| io("setting mode and owner of", err))
+        }
+        Kind::File {
+            mode,
+            contents,
+            append,
+        } => {
+            match &kept {
+                Some(backup) => {
+                    fs::copy(backup, &target).map_err(|err| io("copying", err))?;
+                    journal.created(&target);
+                    let mut f = fs::OpenOptions::new()
+                        .append(true)
+                        .open(&target)
+                        .map_err(|err| io("opening", err))?;
+                    for a in append {
+                        f.write_all(a).map_err(|err| io("appending to", err))?;
+                    }
+                    f.sync_all().map_err(|err| io("syncing", err))?;
+                    // The copy's owner is ours; keep the original's.
+                    use std::os::unix::fs::MetadataExt;
+                    let m = fs::metadata(backup).map_err(|err| io("reading", err))?;
+                    sys.lchown(&target, m.uid(), m.gid())
+                        .map_err(|err| io("setting owner of", err))?;
+                }
+                None => {
+                    let data = contents.as_deref().unwrap_or_default();
+                    write_new(&target, data, append).map_err(|err| io("writing", err))?;
+                    journal.created(&target);
+                    fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
+                        .map_err(|err| io("setting mode of", err))?;
+                    sys.lchown(&target, 0, 0)
+                        .map_err(|err| io("setting owner of", err))?;
+                }
+            }
+            set_meta(sys, &target, *mode, e.uid, e.gid, false)
+                .map_err(|err| io("setting mode and owner of", err))
+        }
+        Kind::Link { target: t, hard } => {
+            if *hard {
+                let src = make_parents(
+                    root,
+                    Path::new(t).parent().unwrap_or(Path::new("/")),
+                    journal,
+                    sys,
+                )
+                .map_err(|err| err.to_string())?
+                .join(Path::new(t).file_name().unwrap_or_default());
+                fs::hard_link(&src, &target).map_err(|err| {
+                    format!("linking {} to {}: {err}", target.display(), src.display())
+                })?;
+                journal.created(&target);
+                return Ok(());
+            }
+            symlink(t, &target).map_err(|err| io("creating symlink", err))?;
+            journal.created(&target);
+            let (uid, gid) = (e.uid.or(Some(0)), e.gid.or(Some(0)));
+            set_meta(sys, &target, None, uid, gid, true).map_err(|err| io("setting owner of", err))
+        }
+    }
+}
+
+/// Applies the storage nodes of a config to `root`; on failure the root
+/// is as it was.
+pub fn apply(root: &Path, s: &Storage, f: &dyn Fetch, sys: &dyn Sys) -> Result<(), ApplyError> {
+    let entries = prepare(root, s, f)?;
+    let mut journal = Journal::default();
+    for e in &entries {
+        if let Err(message) = apply_entry(root, e, &mut journal, sys) {
+            let undo = journal.rollback(sys);
+            return Err(ApplyError::Write {
+                path: e.at.clone(),
+                message,
+                undo,
+            });
+        }
+    }
+    let leftovers = journal.commit();
+    if leftovers.is_empty() {
+        Ok(())
+    } else {
+        Err(ApplyError::Cleanup(leftovers))
+    }
+}

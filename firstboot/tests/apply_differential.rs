@@ -1,0 +1,277 @@
+//! Applying storage nodes, against the reference implementation: for each
+//! case, the same config is applied to two copies of the same root, once
+//! by Ignition's `files` stage (Debian's `ignition` 2.14, `-platform file
+//! -root DIR`) and once by keel-firstboot. Both must succeed or both fail;
+//! on success the trees must be equal (kind, mode, owner, contents or link
+//! target, hard-link count of every node); on failure Keel's root must be
+//! exactly as before (Ignition leaves what it wrote so far).
+//!
+//! Ignition relabels for SELinux after writing; a `setfiles` that does
+//! nothing stands in for the real one (SELinux labels are not part of the
+//! comparison), and `/etc/selinux/config` in the root says "targeted".
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keel_firstboot::apply::{self, InlineOnly, RealSys};
+use keel_firstboot::config;
+use sha2::{Digest, Sha256};
+
+const IGNITION: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
+
+/// Paths Ignition writes for itself, and the SELinux stand-in.
+const IGNORED: &[&str] = &[
+    "etc/.ignition-result.json",
+    "etc/selinux",
+    "etc/selinux/config",
+];
+
+fn setup_root(root: &Path) {
+    fs::create_dir_all(root.join("etc/selinux")).unwrap();
+    fs::write(
+        root.join("etc/selinux/config"),
+        "SELINUX=disabled\nSELINUXTYPE=targeted\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\ncore:x:1000:1000::/home/core:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("etc/group"),
+        "root:x:0:\ncore:x:1000:\nadm:x:4:\n",
+    )
+    .unwrap();
+    fs::write(root.join("etc/existing"), "old\n").unwrap();
+    fs::set_permissions(root.join("etc/existing"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::create_dir_all(root.join("var/home")).unwrap();
+    fs::create_dir_all(root.join("var/lib/kept")).unwrap();
+    symlink("var/home", root.join("home")).unwrap();
+    symlink("existing", root.join("etc/old-link")).unwrap();
+}
+
+/// Every node below `root`: path → kind, mode, owner, content digest or
+/// link target, link count.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if IGNORED.contains(&rel.as_str()) {
+                continue;
+            }
+            let m = fs::symlink_metadata(&p).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link -> {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else {
+                let data = fs::read(&p).unwrap();
+                format!(
+                    "file {} nlink {}",
+                    hex::encode(&Sha256::digest(&data)[..8]),
+                    m.nlink()
+                )
+            };
+            let mode = if m.file_type().is_symlink() {
+                0
+            } else {
+                m.mode() & 0o7777
+            };
+            out.insert(rel, format!("{what} {mode:o} {}:{}", m.uid(), m.gid()));
+        }
+    }
+    out
+}
+
+fn ignition(config: &Path, root: &Path, shim: &Path) -> Result<(), String> {
+    let work = tempfile::tempdir().unwrap();
+    let path = format!(
+        "{}:{}",
+        shim.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for stage in ["fetch", "files"] {
+        let out = Command::new(IGNITION)
+            .args([
+                "-platform",
+                "file",
+                "-stage",
+                stage,
+                "-log-to-stdout",
+                "-root",
+            ])
+            .arg(root)
+            .arg("-config-cache")
+            .arg(work.path().join("cache.json"))
+            .arg("-state-file")
+            .arg(work.path().join("state"))
+            .env("IGNITION_CONFIG_FILE", config)
+            .env("PATH", &path)
+            .output()
+            .unwrap_or_else(|e| panic!("{IGNITION}: {e} (Debian package ignition)"));
+        if !out.status.success() {
+            let log = String::from_utf8_lossy(&out.stdout);
+            let critical: Vec<&str> = log.lines().filter(|l| l.contains("CRITICAL")).collect();
+            return Err(critical.join("\n"));
+        }
+    }
+    Ok(())
+}
+
+fn keel(config: &[u8], root: &Path) -> Result<(), String> {
+    let p = config::parse(config).map_err(|e| e.to_string())?;
+    apply::apply(root, &p.config, &InlineOnly, &RealSys).map_err(|e| e.to_string())
+}
+
+/// (name, storage JSON, whether it must succeed)
+const CASES: &[(&str, &str, bool)] = &[
+    (
+        "new-files-dirs-links",
+        r#"{"files":[{"path":"/etc/a/b/c","mode":384,"contents":{"source":"data:,hello"}},
+                     {"path":"/var/empty-file"},
+                     {"path":"/etc/owned","user":{"id":1000},"group":{"name":"adm"},"contents":{"source":"data:,x"}},
+                     {"path":"/etc/named","user":{"name":"core"},"contents":{"source":"data:;base64,aGk="}},
+                     {"path":"/etc/appended","contents":{"source":"data:,one%0A"},"append":[{"source":"data:,two%0A"},{"source":"data:,three"}]}],
+            "directories":[{"path":"/var/lib/new/deep","mode":448},{"path":"/var/lib/owned-dir","user":{"name":"core"},"group":{"id":4}}],
+            "links":[{"path":"/etc/sym","target":"/etc/a/b/c"},{"path":"/etc/rel-sym","target":"a/b"},
+                     {"path":"/etc/hard","target":"/etc/a/b/c","hard":true},{"path":"/etc/owned-link","target":"x","user":{"id":1000}}]}"#,
+        true,
+    ),
+    (
+        "through-a-symlinked-parent",
+        r#"{"files":[{"path":"/home/core/.ssh/authorized_keys","mode":384,"user":{"name":"core"},"contents":{"source":"data:,ssh-ed25519%20AAAA"}}],
+            "directories":[{"path":"/home/core/.ssh","mode":448,"user":{"id":1000},"group":{"id":1000}}]}"#,
+        true,
+    ),
+    (
+        "gzip-hash-of-the-decompressed-contents",
+        r#"{"files":[{"path":"/etc/gz","contents":{"compression":"gzip","source":"data:;base64,H4sIAAAAAAACA8tIzcnJV0ivyizgAgA5fGNWCwAAAA==","verification":{"hash":"sha256-cc19744a9c456a1d13c6a45c61299b20c80952c22e867bdfbecece10bd2ae150"}}}]}"#,
+        true,
+    ),
+    (
+        "gzip-hash-of-the-compressed-bytes",
+        r#"{"files":[{"path":"/etc/gz","contents":{"compression":"gzip","source":"data:;base64,H4sIAAAAAAACA8tIzcnJV0ivyizgAgA5fGNWCwAAAA==","verification":{"hash":"sha256-b5b74c5b094305e197b02d90dfb1ccfe86e1c1e0d4dd428e843042ec21fd2062"}}}]}"#,
+        false,
+    ),
+    (
+        "existing-file-kept-mode-set",
+        r#"{"files":[{"path":"/etc/existing","mode":420}]}"#,
+        true,
+    ),
+    (
+        "existing-file-appended",
+        r#"{"files":[{"path":"/etc/existing","append":[{"source":"data:,more%0A"}]}]}"#,
+        true,
+    ),
+    (
+        "existing-file-owner-set",
+        r#"{"files":[{"path":"/etc/existing","user":{"name":"core"}}]}"#,
+        true,
+    ),
+    (
+        "existing-file-contents-refused",
+        r#"{"files":[{"path":"/etc/new-first","contents":{"source":"data:,x"}},{"path":"/etc/existing","contents":{"source":"data:,new"}}]}"#,
+        false,
+    ),
+    (
+        "existing-file-overwritten",
+        r#"{"files":[{"path":"/etc/existing","overwrite":true,"contents":{"source":"data:,new"}}]}"#,
+        true,
+    ),
+    (
+        "existing-directory-mode",
+        r#"{"directories":[{"path":"/var/lib/kept","mode":448}]}"#,
+        true,
+    ),
+    (
+        "file-where-a-directory-is",
+        r#"{"files":[{"path":"/var/lib/kept","contents":{"source":"data:,x"}}]}"#,
+        false,
+    ),
+    (
+        "file-over-a-directory-with-overwrite",
+        r#"{"files":[{"path":"/var/lib/kept","overwrite":true,"contents":{"source":"data:,x"}}]}"#,
+        true,
+    ),
+    (
+        "existing-link-same-target",
+        r#"{"links":[{"path":"/etc/old-link","target":"existing"}]}"#,
+        true,
+    ),
+    (
+        "existing-link-other-target",
+        r#"{"links":[{"path":"/etc/old-link","target":"elsewhere"}]}"#,
+        false,
+    ),
+    (
+        "existing-link-overwritten",
+        r#"{"links":[{"path":"/etc/old-link","target":"elsewhere","overwrite":true}]}"#,
+        true,
+    ),
+    (
+        "unknown-user",
+        r#"{"files":[{"path":"/etc/x","user":{"name":"nobody-here"}}]}"#,
+        false,
+    ),
+];
+
+#[test]
+fn storage_nodes_match_ignitions_files_stage() {
+    let shim_dir = tempfile::tempdir().unwrap();
+    let shim = shim_dir.path().join("setfiles");
+    fs::write(&shim, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut failures = Vec::new();
+    for (name, storage, must_succeed) in CASES {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg_path: PathBuf = tmp.path().join("config.ign");
+        let cfg = format!(r#"{{"ignition":{{"version":"3.3.0"}},"storage":{storage}}}"#);
+        fs::write(&cfg_path, &cfg).unwrap();
+        let (ig_root, keel_root) = (tmp.path().join("ignition"), tmp.path().join("keel"));
+        setup_root(&ig_root);
+        setup_root(&keel_root);
+        let before = tree(&keel_root);
+        let ig = ignition(&cfg_path, &ig_root, shim_dir.path());
+        let k = keel(cfg.as_bytes(), &keel_root);
+        if ig.is_ok() != *must_succeed {
+            failures.push(format!(
+                "{name}: Ignition: {ig:?}, expected success={must_succeed}"
+            ));
+        }
+        match (&ig, &k) {
+            (Ok(()), Ok(())) => {
+                let (a, b) = (tree(&ig_root), tree(&keel_root));
+                if a != b {
+                    let diff: Vec<String> = a
+                        .keys()
+                        .chain(b.keys())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .filter(|p| a.get(*p) != b.get(*p))
+                        .map(|p| format!("  {p}: ignition {:?} / keel {:?}", a.get(p), b.get(p)))
+                        .collect();
+                    failures.push(format!("{name}: trees differ\n{}", diff.join("\n")));
+                }
+            }
+            (Err(_), Err(_)) => {
+                let after = tree(&keel_root);
+                if after != before {
+                    failures.push(format!("{name}: Keel failed ({k:?}) but changed the root"));
+                }
+            }
+            _ => failures.push(format!(
+                "{name}: outcomes differ: Ignition {ig:?}, Keel {k:?}"
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
