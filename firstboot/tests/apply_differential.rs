@@ -28,7 +28,63 @@ const IGNORED: &[&str] = &[
     "etc/.ignition-result.json",
     "etc/selinux",
     "etc/selinux/config",
+    // Ignition enables units with a preset, Keel with links: compared by
+    // `enablement`.
+    "etc/systemd/system-preset",
+    "etc/systemd/system-preset/20-ignition.preset",
 ];
+
+/// `*.wants/`, `*.requires/` and their links: Keel's enablement.
+fn is_install_link(rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').collect();
+    parts.len() >= 4
+        && parts[..3] == ["etc", "systemd", "system"]
+        && (parts[3].ends_with(".wants") || parts[3].ends_with(".requires"))
+}
+
+/// Units enabled and disabled: from Ignition's preset file, or from
+/// Keel's links (enabled: some `*.wants`/`*.requires` link has the name).
+fn enablement(root: &Path, keel: bool, names: &[String]) -> Vec<String> {
+    if !keel {
+        let preset = root.join("etc/systemd/system-preset/20-ignition.preset");
+        let mut v: Vec<String> = fs::read_to_string(preset)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        return v;
+    }
+    let base = root.join("etc/systemd/system");
+    let mut linked = std::collections::BTreeSet::new();
+    for e in fs::read_dir(&base).into_iter().flatten().flatten() {
+        if e.file_type().unwrap().is_dir()
+            && is_install_link(&format!(
+                "etc/systemd/system/{}",
+                e.file_name().to_string_lossy()
+            ))
+        {
+            for l in fs::read_dir(e.path()).unwrap().flatten() {
+                linked.insert(l.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut v: Vec<String> = names
+        .iter()
+        .map(|n| {
+            format!(
+                "{} {n}",
+                if linked.contains(n) {
+                    "enable"
+                } else {
+                    "disable"
+                }
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
 
 fn setup_root(root: &Path) {
     fs::create_dir_all(root.join("etc/selinux")).unwrap();
@@ -64,7 +120,7 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
         for e in fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if IGNORED.contains(&rel.as_str()) {
+            if IGNORED.contains(&rel.as_str()) || is_install_link(&rel) {
                 continue;
             }
             let m = fs::symlink_metadata(&p).unwrap();
@@ -223,6 +279,115 @@ const CASES: &[(&str, &str, bool)] = &[
         false,
     ),
 ];
+
+/// (name, systemd JSON, whether it must succeed, the units whose
+/// enablement the config sets)
+const UNIT_CASES: &[(&str, &str, bool, &[&str])] = &[
+    (
+        "unit-with-dropin-enabled",
+        r#"{"units":[{"name":"a.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+                      "dropins":[{"name":"10-env.conf","contents":"[Service]\nEnvironment=A=1\n"}]}]}"#,
+        true,
+        &["a.service"],
+    ),
+    (
+        "dropin-only-and-mask",
+        r#"{"units":[{"name":"shipped.service","dropins":[{"name":"x.conf","contents":"[Unit]\nDescription=x\n"}]},
+                     {"name":"noisy.service","mask":true}]}"#,
+        true,
+        &[],
+    ),
+    (
+        "enable-a-shipped-unit-and-disable-another",
+        r#"{"units":[{"name":"shipped.service","enabled":true},{"name":"other.service","enabled":false}]}"#,
+        true,
+        &["shipped.service", "other.service"],
+    ),
+    (
+        "unit-replaces-an-existing-file",
+        r#"{"units":[{"name":"existing.service","contents":"[Service]\nExecStart=/bin/false\n"}]}"#,
+        true,
+        &[],
+    ),
+];
+
+fn setup_units(root: &Path) {
+    let lib = root.join("usr/lib/systemd/system");
+    fs::create_dir_all(&lib).unwrap();
+    fs::write(
+        lib.join("shipped.service"),
+        "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    fs::write(
+        lib.join("other.service"),
+        "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    let etc = root.join("etc/systemd/system");
+    fs::create_dir_all(etc.join("multi-user.target.wants")).unwrap();
+    symlink(
+        "/usr/lib/systemd/system/other.service",
+        etc.join("multi-user.target.wants/other.service"),
+    )
+    .unwrap();
+    fs::write(
+        etc.join("existing.service"),
+        "[Service]\nExecStart=/bin/true\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn units_match_ignitions_files_stage() {
+    let shim_dir = tempfile::tempdir().unwrap();
+    let shim = shim_dir.path().join("setfiles");
+    fs::write(&shim, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut failures = Vec::new();
+    for (name, systemd, must_succeed, named) in UNIT_CASES {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg_path = tmp.path().join("config.ign");
+        let cfg = format!(r#"{{"ignition":{{"version":"3.3.0"}},"systemd":{systemd}}}"#);
+        fs::write(&cfg_path, &cfg).unwrap();
+        let (ig_root, keel_root) = (tmp.path().join("ignition"), tmp.path().join("keel"));
+        for r in [&ig_root, &keel_root] {
+            setup_root(r);
+            setup_units(r);
+        }
+        let ig = ignition(&cfg_path, &ig_root, shim_dir.path());
+        let k = keel(cfg.as_bytes(), &keel_root);
+        if ig.is_ok() != *must_succeed || k.is_ok() != *must_succeed {
+            failures.push(format!(
+                "{name}: Ignition {ig:?}, Keel {k:?}, expected success={must_succeed}"
+            ));
+            continue;
+        }
+        let (a, b) = (tree(&ig_root), tree(&keel_root));
+        if a != b {
+            let diff: Vec<String> = a
+                .keys()
+                .chain(b.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|p| a.get(*p) != b.get(*p))
+                .map(|p| format!("  {p}: ignition {:?} / keel {:?}", a.get(p), b.get(p)))
+                .collect();
+            failures.push(format!("{name}: trees differ\n{}", diff.join("\n")));
+        }
+        let names: Vec<String> = named.iter().map(|n| n.to_string()).collect();
+        let (ie, ke) = (
+            enablement(&ig_root, false, &names),
+            enablement(&keel_root, true, &names),
+        );
+        if ie != ke {
+            failures.push(format!(
+                "{name}: enablement differs: Ignition {ie:?}, Keel {ke:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
 
 #[test]
 fn storage_nodes_match_ignitions_files_stage() {

@@ -21,6 +21,8 @@ enum Undo {
     CreatedDir(PathBuf),
     /// The original was renamed to `backup`: put it back.
     MovedAside { path: PathBuf, backup: PathBuf },
+    /// A symlink that was removed: make it again.
+    RemovedLink { path: PathBuf, target: PathBuf },
     /// A kept directory's mode and owner.
     Meta {
         path: PathBuf,
@@ -52,6 +54,14 @@ impl Journal {
 
     pub fn created_dir(&mut self, path: &Path) {
         self.undo.push(Undo::CreatedDir(path.to_path_buf()));
+    }
+
+    /// Records a symlink removed by someone else (unit disabling).
+    pub fn removed_link(&mut self, path: &Path, target: &Path) {
+        self.undo.push(Undo::RemovedLink {
+            path: path.to_path_buf(),
+            target: target.to_path_buf(),
+        });
     }
 
     /// Renames the existing node at `path` out of the way and records it.
@@ -91,6 +101,9 @@ impl Journal {
                 Undo::CreatedDir(p) => fs::remove_dir(p),
                 Undo::MovedAside { path, backup } => {
                     remove_any(path).and_then(|()| fs::rename(backup, path))
+                }
+                Undo::RemovedLink { path, target } => {
+                    remove_any(path).and_then(|()| std::os::unix::fs::symlink(target, path))
                 }
                 Undo::Meta {
                     path,

@@ -2,7 +2,8 @@
 //! `/` at first boot, or an image tree at build time).
 //!
 //! Built so far: `storage.files`, `storage.directories` and
-//! `storage.links` ([`nodes`]) with inline (`data:`) sources. Everything
+//! `storage.links` ([`nodes`]) with inline (`data:`) sources, and
+//! `systemd.units` ([`units`]). Everything
 //! is fetched and every owner resolved before the first write, and a
 //! failure part way restores the root ([`journal`]). A config that asks
 //! for anything not built yet is refused, naming it, before anything is
@@ -12,6 +13,7 @@ pub mod fetch;
 pub mod journal;
 pub mod nodes;
 pub mod sys;
+pub mod units;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -65,7 +67,7 @@ fn not_built(config: &Config) -> Option<ApplyError> {
     let root = JsonPath::root();
     let nonempty = |n: usize| n > 0;
     let storage = config.storage.as_ref();
-    let checks: [(bool, JsonPath, &'static str); 8] = [
+    let checks: [(bool, JsonPath, &'static str); 7] = [
         (
             config.ignition.config.as_ref().is_some_and(|c| {
                 c.replace.is_some() || c.merge.as_ref().is_some_and(|m| !m.is_empty())
@@ -81,14 +83,6 @@ fn not_built(config: &Config) -> Option<ApplyError> {
             }),
             root.key("passwd"),
             "passwd (users and groups)",
-        ),
-        (
-            config
-                .systemd
-                .as_ref()
-                .is_some_and(|s| s.units.as_ref().is_some_and(|u| !u.is_empty())),
-            root.key("systemd"),
-            "systemd units",
         ),
         (
             config.kernel_arguments.as_ref().is_some_and(|k| {
@@ -125,15 +119,37 @@ fn not_built(config: &Config) -> Option<ApplyError> {
         .map(|(_, path, what)| ApplyError::NotBuilt { path, what })
 }
 
-/// Applies `config` (already validated) to `root`.
+/// Applies `config` (already validated) to `root`: everything is fetched
+/// and checked first, then written; a failure part way puts the root back
+/// as it was.
 pub fn apply(root: &Path, config: &Config, f: &dyn Fetch, sys: &dyn Sys) -> Result<(), ApplyError> {
     if let Some(e) = not_built(config) {
         return Err(e);
     }
-    if let Some(s) = &config.storage {
-        nodes::apply(root, s, f, sys)?;
+    let entries = match &config.storage {
+        Some(s) => nodes::prepare(root, s, f)?,
+        None => Vec::new(),
+    };
+    let mut journal = journal::Journal::default();
+    let written =
+        nodes::write(root, &entries, &mut journal, sys).and_then(|()| match &config.systemd {
+            Some(s) => units::apply(root, s, &mut journal, sys),
+            None => Ok(()),
+        });
+    if let Err((path, message)) = written {
+        let undo = journal.rollback(sys);
+        return Err(ApplyError::Write {
+            path,
+            message,
+            undo,
+        });
     }
-    Ok(())
+    let leftovers = journal.commit();
+    if leftovers.is_empty() {
+        Ok(())
+    } else {
+        Err(ApplyError::Cleanup(leftovers))
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +182,89 @@ mod tests {
             "$.storage.files.0.contents: http://10.0.2.2/a: fetching http sources is not built yet"
         );
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    fn listing(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                let what = if m.file_type().is_symlink() {
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display())
+                } else if m.is_dir() {
+                    stack.push(p.clone());
+                    "dir".into()
+                } else {
+                    String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
+                };
+                out.push(format!(
+                    "{} {what}",
+                    p.strip_prefix(root).unwrap().display()
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_failure_late_in_the_units_puts_everything_back() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let sysd = r.join("etc/systemd/system");
+        std::fs::create_dir_all(sysd.join("multi-user.target.wants")).unwrap();
+        std::fs::write(
+            sysd.join("old.service"),
+            "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "/etc/systemd/system/old.service",
+            sysd.join("multi-user.target.wants/old.service"),
+        )
+        .unwrap();
+        std::fs::write(r.join("etc/motd"), "before").unwrap();
+        let before = listing(r);
+        let c = parsed(
+            r#"{"ignition":{"version":"3.3.0"},
+                "storage":{"files":[{"path":"/etc/motd","overwrite":true,"contents":{"source":"data:,after"}},
+                                    {"path":"/var/lib/new/file","contents":{"source":"data:,x"}}]},
+                "systemd":{"units":[
+                  {"name":"old.service","enabled":false},
+                  {"name":"new.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"},
+                  {"name":"missing.service","enabled":true}]}}"#,
+        );
+        let e = apply(r, &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "$.systemd.units.2.enabled: enabling missing.service: unit file missing.service does not exist; nothing was changed"
+        );
+        assert_eq!(listing(r), before);
+        // Without the missing unit it all goes through.
+        let c = parsed(
+            r#"{"ignition":{"version":"3.3.0"},
+                "storage":{"files":[{"path":"/etc/motd","overwrite":true,"contents":{"source":"data:,after"}}]},
+                "systemd":{"units":[
+                  {"name":"old.service","enabled":false},
+                  {"name":"new.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"}]}}"#,
+        );
+        apply(r, &c, &InlineOnly, &RecordingSys::default()).unwrap();
+        let after = listing(r);
+        assert!(after.contains(&"etc/motd after".to_string()), "{after:?}");
+        assert!(after.contains(
+            &"etc/systemd/system/multi-user.target.wants/new.service -> /etc/systemd/system/new.service"
+                .to_string()
+        ), "{after:?}");
+        assert!(
+            !after.iter().any(|l| l.contains("wants/old.service")),
+            "{after:?}"
+        );
+        assert!(
+            !after.iter().any(|l| l.contains(".keel-firstboot-")),
+            "backups left: {after:?}"
+        );
     }
 
     #[test]

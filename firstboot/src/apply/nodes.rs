@@ -96,7 +96,7 @@ enum Kind {
     },
 }
 
-struct Entry {
+pub struct Entry {
     at: JsonPath,
     path: String,
     overwrite: bool,
@@ -107,7 +107,7 @@ struct Entry {
 
 /// Fetches every resource and resolves every owner: nothing is written
 /// before this has succeeded for all entries.
-fn prepare(root: &Path, s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, ApplyError> {
+pub fn prepare(root: &Path, s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, ApplyError> {
     let st = JsonPath::root().key("storage");
     let mode = |m: Option<i64>| m.map(|m| (m as u32) & 0o7777);
     let mut out = Vec::new();
@@ -183,7 +183,7 @@ fn prepare(root: &Path, s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, ApplyE
 /// Resolves the directory `dir` (absolute, inside the config's view of
 /// the root) to a path below `root`, following symlinks inside the root
 /// and creating what is missing.
-fn make_parents(
+pub fn make_parents(
     root: &Path,
     dir: &Path,
     journal: &mut Journal,
@@ -402,25 +402,16 @@ fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> 
     }
 }
 
-/// Applies the storage nodes of a config to `root`; on failure the root
-/// is as it was.
-pub fn apply(root: &Path, s: &Storage, f: &dyn Fetch, sys: &dyn Sys) -> Result<(), ApplyError> {
-    let entries = prepare(root, s, f)?;
-    let mut journal = Journal::default();
-    for e in &entries {
-        if let Err(message) = apply_entry(root, e, &mut journal, sys) {
-            let undo = journal.rollback(sys);
-            return Err(ApplyError::Write {
-                path: e.at.clone(),
-                message,
-                undo,
-            });
-        }
+/// Writes prepared entries below `root`, recording every change in
+/// `journal`; `Err` names the entry that failed.
+pub fn write(
+    root: &Path,
+    entries: &[Entry],
+    journal: &mut Journal,
+    sys: &dyn Sys,
+) -> Result<(), (JsonPath, String)> {
+    for e in entries {
+        apply_entry(root, e, journal, sys).map_err(|m| (e.at.clone(), m))?;
     }
-    let leftovers = journal.commit();
-    if leftovers.is_empty() {
-        Ok(())
-    } else {
-        Err(ApplyError::Cleanup(leftovers))
-    }
+    Ok(())
 }
