@@ -148,6 +148,27 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// The nodes where two trees differ, one line each; `None` if equal.
+fn tree_diff(ignition_root: &Path, keel_root: &Path) -> Option<String> {
+    let (a, b) = (tree(ignition_root), tree(keel_root));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let lines: Vec<String> = keys
+        .into_iter()
+        .filter(|p| a.get(*p) != b.get(*p))
+        .map(|p| format!("  {p}: ignition {:?} / keel {:?}", a.get(p), b.get(p)))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// A directory with a `setfiles` that does nothing, for Ignition's PATH.
+fn setfiles_shim() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let shim = dir.path().join("setfiles");
+    fs::write(&shim, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 fn ignition(config: &Path, root: &Path, shim: &Path) -> Result<(), String> {
     let work = tempfile::tempdir().unwrap();
     let path = format!(
@@ -340,10 +361,7 @@ fn setup_units(root: &Path) {
 
 #[test]
 fn units_match_ignitions_files_stage() {
-    let shim_dir = tempfile::tempdir().unwrap();
-    let shim = shim_dir.path().join("setfiles");
-    fs::write(&shim, "#!/bin/sh\nexit 0\n").unwrap();
-    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let shim_dir = setfiles_shim();
     let mut failures = Vec::new();
     for (name, systemd, must_succeed, named) in UNIT_CASES {
         let tmp = tempfile::tempdir().unwrap();
@@ -363,17 +381,8 @@ fn units_match_ignitions_files_stage() {
             ));
             continue;
         }
-        let (a, b) = (tree(&ig_root), tree(&keel_root));
-        if a != b {
-            let diff: Vec<String> = a
-                .keys()
-                .chain(b.keys())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .filter(|p| a.get(*p) != b.get(*p))
-                .map(|p| format!("  {p}: ignition {:?} / keel {:?}", a.get(p), b.get(p)))
-                .collect();
-            failures.push(format!("{name}: trees differ\n{}", diff.join("\n")));
+        if let Some(d) = tree_diff(&ig_root, &keel_root) {
+            failures.push(format!("{name}: trees differ\n{d}"));
         }
         let names: Vec<String> = named.iter().map(|n| n.to_string()).collect();
         let (ie, ke) = (
@@ -391,10 +400,7 @@ fn units_match_ignitions_files_stage() {
 
 #[test]
 fn storage_nodes_match_ignitions_files_stage() {
-    let shim_dir = tempfile::tempdir().unwrap();
-    let shim = shim_dir.path().join("setfiles");
-    fs::write(&shim, "#!/bin/sh\nexit 0\n").unwrap();
-    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let shim_dir = setfiles_shim();
     let mut failures = Vec::new();
     for (name, storage, must_succeed) in CASES {
         let tmp = tempfile::tempdir().unwrap();
@@ -414,17 +420,8 @@ fn storage_nodes_match_ignitions_files_stage() {
         }
         match (&ig, &k) {
             (Ok(()), Ok(())) => {
-                let (a, b) = (tree(&ig_root), tree(&keel_root));
-                if a != b {
-                    let diff: Vec<String> = a
-                        .keys()
-                        .chain(b.keys())
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
-                        .filter(|p| a.get(*p) != b.get(*p))
-                        .map(|p| format!("  {p}: ignition {:?} / keel {:?}", a.get(p), b.get(p)))
-                        .collect();
-                    failures.push(format!("{name}: trees differ\n{}", diff.join("\n")));
+                if let Some(d) = tree_diff(&ig_root, &keel_root) {
+                    failures.push(format!("{name}: trees differ\n{d}"));
                 }
             }
             (Err(_), Err(_)) => {
