@@ -2,8 +2,8 @@
 //! `/` at first boot, or an image tree at build time).
 //!
 //! Built so far: `storage.files`, `storage.directories` and
-//! `storage.links` ([`nodes`]) with inline (`data:`) sources, and
-//! `systemd.units` ([`units`]). Everything
+//! `storage.links` ([`nodes`]) with inline (`data:`) sources,
+//! `passwd` ([`passwd`]) and `systemd.units` ([`units`]). Everything
 //! is fetched and every owner resolved before the first write, and a
 //! failure part way restores the root ([`journal`]). A config that asks
 //! for anything not built yet is refused, naming it, before anything is
@@ -12,6 +12,7 @@
 pub mod fetch;
 pub mod journal;
 pub mod nodes;
+pub mod passwd;
 pub mod sys;
 pub mod units;
 
@@ -65,24 +66,14 @@ fn undo_note(undo: &[String]) -> String {
 /// The parts of a config that cannot be applied yet, first one wins.
 fn not_built(config: &Config) -> Option<ApplyError> {
     let root = JsonPath::root();
-    let nonempty = |n: usize| n > 0;
     let storage = config.storage.as_ref();
-    let checks: [(bool, JsonPath, &'static str); 7] = [
+    let checks: [(bool, JsonPath, &'static str); 6] = [
         (
             config.ignition.config.as_ref().is_some_and(|c| {
                 c.replace.is_some() || c.merge.as_ref().is_some_and(|m| !m.is_empty())
             }),
             root.key("ignition").key("config"),
             "merging or replacing configs",
-        ),
-        (
-            config.passwd.as_ref().is_some_and(|p| {
-                nonempty(
-                    p.users.as_ref().map_or(0, Vec::len) + p.groups.as_ref().map_or(0, Vec::len),
-                )
-            }),
-            root.key("passwd"),
-            "passwd (users and groups)",
         ),
         (
             config.kernel_arguments.as_ref().is_some_and(|k| {
@@ -126,17 +117,12 @@ pub fn apply(root: &Path, config: &Config, f: &dyn Fetch, sys: &dyn Sys) -> Resu
     if let Some(e) = not_built(config) {
         return Err(e);
     }
-    let entries = match &config.storage {
-        Some(s) => nodes::prepare(root, s, f)?,
+    let mut entries = match &config.storage {
+        Some(s) => nodes::prepare(s, f)?,
         None => Vec::new(),
     };
     let mut journal = journal::Journal::default();
-    let written =
-        nodes::write(root, &entries, &mut journal, sys).and_then(|()| match &config.systemd {
-            Some(s) => units::apply(root, s, &mut journal, sys),
-            None => Ok(()),
-        });
-    if let Err((path, message)) = written {
+    if let Err((path, message)) = write_all(root, config, &mut entries, &mut journal, sys) {
         let undo = journal.rollback(sys);
         return Err(ApplyError::Write {
             path,
@@ -152,6 +138,26 @@ pub fn apply(root: &Path, config: &Config, f: &dyn Fetch, sys: &dyn Sys) -> Resu
     }
 }
 
+/// The writing half of [`apply`], every change recorded in `journal`.
+fn write_all(
+    root: &Path,
+    config: &Config,
+    entries: &mut [nodes::Entry],
+    journal: &mut journal::Journal,
+    sys: &dyn Sys,
+) -> Result<(), (JsonPath, String)> {
+    // Accounts first, so that files can belong to the config's users.
+    if let Some(p) = &config.passwd {
+        passwd::apply(root, p, journal, sys)?;
+    }
+    nodes::resolve_owners(root, entries)?;
+    nodes::write(root, entries, journal, sys)?;
+    if let Some(s) = &config.systemd {
+        units::apply(root, s, journal, sys)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,12 +171,12 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let c = parsed(
             r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a"}]},
-                "passwd":{"users":[{"name":"core"}]}}"#,
+                "kernelArguments":{"shouldExist":["quiet"]}}"#,
         );
         let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "$.passwd: passwd (users and groups) is not applied by Keel yet"
+            "$.kernelArguments: kernelArguments is not applied by Keel yet"
         );
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
         let c = parsed(

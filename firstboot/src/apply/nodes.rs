@@ -100,32 +100,35 @@ pub struct Entry {
     at: JsonPath,
     path: String,
     overwrite: bool,
+    user: Option<NodeUser>,
+    group: Option<NodeGroup>,
+    /// Resolved by [`resolve_owners`].
     uid: Option<u32>,
     gid: Option<u32>,
     kind: Kind,
 }
 
-/// Fetches every resource and resolves every owner: nothing is written
-/// before this has succeeded for all entries.
-pub fn prepare(root: &Path, s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, ApplyError> {
+/// Fetches every resource: nothing is written before this has succeeded
+/// for all entries.
+pub fn prepare(s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, ApplyError> {
     let st = JsonPath::root().key("storage");
     let mode = |m: Option<i64>| m.map(|m| (m as u32) & 0o7777);
     let mut out = Vec::new();
     for (i, d) in s.directories.iter().flatten().enumerate() {
         let at = st.key("directories").index(i);
-        let (uid, gid) = owner(root, &at, &d.user, &d.group)?;
         out.push(Entry {
             path: d.path.clone(),
             overwrite: d.overwrite == Some(true),
-            uid,
-            gid,
+            user: d.user.clone(),
+            group: d.group.clone(),
+            uid: None,
+            gid: None,
             kind: Kind::Dir { mode: mode(d.mode) },
             at,
         });
     }
     for (i, file) in s.files.iter().flatten().enumerate() {
         let at = st.key("files").index(i);
-        let (uid, gid) = owner(root, &at, &file.user, &file.group)?;
         let contents = match &file.contents {
             Some(c) => fetch::resource(f, c).map_err(|e| ApplyError::Fetch {
                 path: at.key("contents"),
@@ -144,8 +147,10 @@ pub fn prepare(root: &Path, s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, Ap
         out.push(Entry {
             path: file.path.clone(),
             overwrite: file.overwrite == Some(true),
-            uid,
-            gid,
+            user: file.user.clone(),
+            group: file.group.clone(),
+            uid: None,
+            gid: None,
             kind: Kind::File {
                 mode: mode(file.mode),
                 contents,
@@ -156,12 +161,13 @@ pub fn prepare(root: &Path, s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, Ap
     }
     for (i, l) in s.links.iter().flatten().enumerate() {
         let at = st.key("links").index(i);
-        let (uid, gid) = owner(root, &at, &l.user, &l.group)?;
         out.push(Entry {
             path: l.path.clone(),
             overwrite: l.overwrite == Some(true),
-            uid,
-            gid,
+            user: l.user.clone(),
+            group: l.group.clone(),
+            uid: None,
+            gid: None,
             kind: Kind::Link {
                 target: l.target.clone().unwrap_or_default(),
                 hard: l.hard == Some(true),
@@ -178,6 +184,20 @@ pub fn prepare(root: &Path, s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, Ap
         )
     });
     Ok(out)
+}
+
+/// Looks up the owners' names in the root's account files (after the
+/// config's own users and groups were added).
+pub fn resolve_owners(root: &Path, entries: &mut [Entry]) -> Result<(), (JsonPath, String)> {
+    for e in entries {
+        let (uid, gid) = owner(root, &e.at, &e.user, &e.group).map_err(|err| match err {
+            ApplyError::Config { path, message } => (path, message),
+            other => (e.at.clone(), other.to_string()),
+        })?;
+        e.uid = uid;
+        e.gid = gid;
+    }
+    Ok(())
 }
 
 /// Resolves the directory `dir` (absolute, inside the config's view of

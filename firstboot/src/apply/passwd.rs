@@ -1,0 +1,668 @@
+//! `passwd.groups` and `passwd.users` applied to a root's account files
+//! (`etc/passwd`, `etc/shadow`, `etc/group`, `etc/gshadow`), the way
+//! Ignition's `groupadd`/`useradd`/`usermod --root` calls leave them, but
+//! without those tools (the image has none):
+//!
+//! - groups first: a new group gets its `gid` or the next free system or
+//!   normal GID; an existing group is an error;
+//! - a new user gets its `uid` or the next free UID (normal: one above the
+//!   highest in `UID_MIN..UID_MAX`; system: the highest free below
+//!   `SYS_UID_MAX`), a user group of its name (GID = UID when free) unless
+//!   `noUserGroup` or `primaryGroup`, the home `/home/<name>` made from
+//!   `/etc/skel` unless `noCreateHome`, shell `/bin/sh`, password `*`
+//!   (locked) unless `passwordHash`, password aging from login.defs (none
+//!   for system users);
+//! - an existing user gets what the entry sets (uid, gecos, home, shell,
+//!   primary group, password hash) and, when `groups` is given, exactly
+//!   those supplementary groups;
+//! - SSH keys go to `~/.ssh/authorized_keys.d/ignition` (0600, in 0700
+//!   directories owned by the user);
+//! - each account file's previous version is kept as `<file>-`, as
+//!   shadow's tools do.
+//!
+//! One difference from useradd on purpose: the skeleton is copied whole,
+//! subdirectories and their modes included (shadow 4.13's `useradd --root`
+//! makes skeleton subdirectories 0700 and leaves them empty).
+//!
+//! Policy comes from the root's `etc/login.defs` and `etc/default/useradd`
+//! when present, else from Debian's defaults.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ignition_config::v3_6::Passwd;
+
+use super::journal::Journal;
+use super::nodes::make_parents;
+use super::sys::Sys;
+use crate::report::JsonPath;
+
+type Fail = (JsonPath, String);
+
+/// A colon-separated account file.
+#[derive(Debug, Clone)]
+struct Table {
+    rel: &'static str,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn read(root: &Path, rel: &'static str, width: usize) -> Result<Self, String> {
+        let path = root.join(rel);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.ends_with("shadow") => {
+                String::new()
+            }
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        };
+        let rows = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let mut f: Vec<String> = l.split(':').map(str::to_string).collect();
+                f.resize(width.max(f.len()), String::new());
+                f
+            })
+            .collect();
+        Ok(Self { rel, rows })
+    }
+
+    fn render(&self) -> String {
+        self.rows
+            .iter()
+            .map(|r| format!("{}\n", r.join(":")))
+            .collect()
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.rows.iter().position(|r| r[0] == name)
+    }
+
+    fn ids(&self) -> BTreeSet<u32> {
+        self.rows
+            .iter()
+            .filter_map(|r| r.get(2)?.parse().ok())
+            .collect()
+    }
+
+    fn set(&mut self, name: &str, row: Vec<String>) {
+        match self.find(name) {
+            Some(i) => self.rows[i] = row,
+            None => self.rows.push(row),
+        }
+    }
+}
+
+/// What useradd reads from login.defs and default/useradd.
+#[derive(Debug, Clone)]
+struct Policy {
+    uid: (u32, u32),
+    sys_uid: (u32, u32),
+    gid: (u32, u32),
+    sys_gid: (u32, u32),
+    user_groups: bool,
+    home_mode: u32,
+    aging: [String; 3],
+    shell: String,
+    home_base: String,
+    group: u32,
+    skel: String,
+}
+
+fn keyed(text: &str, sep: char) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once(sep)?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+impl Policy {
+    fn read(root: &Path) -> Self {
+        let defs = fs::read_to_string(root.join("etc/login.defs")).unwrap_or_default();
+        let defs: Vec<(String, String)> = defs
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next().unwrap_or("").to_string()))
+            })
+            .collect();
+        let def = |k: &str| defs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let num = |k: &str, d: u32| def(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+        let octal = |k: &str| def(k).and_then(|v| u32::from_str_radix(&v, 8).ok());
+        let uid_min = num("UID_MIN", 1000);
+        let gid_min = num("GID_MIN", 1000);
+        let umask = octal("UMASK").unwrap_or(0o022);
+        let useradd = keyed(
+            &fs::read_to_string(root.join("etc/default/useradd")).unwrap_or_default(),
+            '=',
+        );
+        let ua = |k: &str| useradd.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        Policy {
+            uid: (uid_min, num("UID_MAX", 60000)),
+            sys_uid: (num("SYS_UID_MIN", 100), num("SYS_UID_MAX", uid_min - 1)),
+            gid: (gid_min, num("GID_MAX", 60000)),
+            sys_gid: (num("SYS_GID_MIN", 100), num("SYS_GID_MAX", gid_min - 1)),
+            user_groups: def("USERGROUPS_ENAB").is_none_or(|v| v == "yes"),
+            home_mode: octal("HOME_MODE").unwrap_or(0o777 & !umask),
+            aging: [
+                def("PASS_MIN_DAYS").unwrap_or_default(),
+                def("PASS_MAX_DAYS").unwrap_or_default(),
+                def("PASS_WARN_AGE").unwrap_or_default(),
+            ],
+            shell: ua("SHELL").unwrap_or_else(|| "/bin/sh".into()),
+            home_base: ua("HOME").unwrap_or_else(|| "/home".into()),
+            group: ua("GROUP").and_then(|g| g.parse().ok()).unwrap_or(100),
+            skel: ua("SKEL").unwrap_or_else(|| "/etc/skel".into()),
+        }
+    }
+}
+
+/// The next free ID: normal IDs one above the highest used in the range
+/// (or the first free), system IDs the highest free from the top.
+fn allocate(used: &BTreeSet<u32>, (min, max): (u32, u32), system: bool) -> Option<u32> {
+    if system {
+        return (min..=max).rev().find(|i| !used.contains(i));
+    }
+    let highest = used.range(min..=max).next_back().copied();
+    match highest {
+        None => Some(min),
+        Some(h) if h < max => Some(h + 1),
+        Some(_) => (min..=max).find(|i| !used.contains(i)),
+    }
+}
+
+fn today() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (secs / 86400).to_string()
+}
+
+struct Home {
+    dir: String,
+    uid: u32,
+    gid: u32,
+    create: bool,
+    keys: Option<Vec<String>>,
+    at: JsonPath,
+}
+
+/// Copies the skeleton into a new home, owned by the user.
+fn fill_home(
+    skel: &Path,
+    home: &Path,
+    h: &Home,
+    journal: &mut Journal,
+    sys: &dyn Sys,
+) -> std::io::Result<()> {
+    let Ok(entries) = fs::read_dir(skel) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let to = home.join(e.file_name());
+        let kind = e.file_type()?;
+        if kind.is_dir() {
+            fs::create_dir(&to)?;
+            journal.created(&to);
+            fs::set_permissions(&to, fs::metadata(e.path())?.permissions())?;
+            sys.lchown(&to, h.uid, h.gid)?;
+            fill_home(&e.path(), &to, h, journal, sys)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(e.path())?, &to)?;
+            journal.created(&to);
+            sys.lchown(&to, h.uid, h.gid)?;
+        } else {
+            fs::copy(e.path(), &to)?;
+            journal.created(&to);
+            sys.lchown(&to, h.uid, h.gid)?;
+        }
+    }
+    Ok(())
+}
+
+fn private_dir(path: &Path, h: &Home, journal: &mut Journal, sys: &dyn Sys) -> std::io::Result<()> {
+    if !path.is_dir() {
+        fs::create_dir(path)?;
+        journal.created(path);
+    } else {
+        journal.meta(path)?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+    sys.lchown(path, h.uid, h.gid)
+}
+
+fn make_home(
+    root: &Path,
+    p: &Policy,
+    h: &Home,
+    journal: &mut Journal,
+    sys: &dyn Sys,
+) -> Result<(), Fail> {
+    let err = |e: std::io::Error| (h.at.clone(), format!("home {}: {e}", h.dir));
+    let rel = Path::new(&h.dir);
+    let parent = rel.parent().unwrap_or(Path::new("/"));
+    let base = make_parents(root, parent, journal, sys).map_err(err)?;
+    let home = base.join(rel.file_name().unwrap_or_default());
+    if h.create && !home.exists() {
+        fs::create_dir(&home).map_err(err)?;
+        journal.created(&home);
+        fs::set_permissions(&home, fs::Permissions::from_mode(p.home_mode)).map_err(err)?;
+        sys.lchown(&home, h.uid, h.gid).map_err(err)?;
+        let skel = root.join(p.skel.trim_start_matches('/'));
+        fill_home(&skel, &home, h, journal, sys).map_err(err)?;
+    }
+    let Some(keys) = h.keys.as_ref().filter(|k| !k.is_empty()) else {
+        return Ok(());
+    };
+    let kerr = |e: std::io::Error| (h.at.key("sshAuthorizedKeys"), format!("{}: {e}", h.dir));
+    if !home.is_dir() {
+        return Err((
+            h.at.key("sshAuthorizedKeys"),
+            format!("home {} does not exist for the SSH keys", h.dir),
+        ));
+    }
+    let ssh = home.join(".ssh");
+    private_dir(&ssh, h, journal, sys).map_err(kerr)?;
+    let dir = ssh.join("authorized_keys.d");
+    private_dir(&dir, h, journal, sys).map_err(kerr)?;
+    let file = dir.join("ignition");
+    if fs::symlink_metadata(&file).is_ok() {
+        journal.move_aside(&file).map_err(kerr)?;
+    }
+    let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .map_err(kerr)?;
+    journal.created(&file);
+    f.write_all(text.as_bytes()).map_err(kerr)?;
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).map_err(kerr)?;
+    sys.lchown(&file, h.uid, h.gid).map_err(kerr)
+}
+
+fn set_members(group: &mut Table, gshadow: &mut Table, user: &str, wanted: &BTreeSet<String>) {
+    for (t, col) in [(group, 3usize), (gshadow, 3usize)] {
+        for row in &mut t.rows {
+            let mut members: Vec<String> = row[col]
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect();
+            let has = members.iter().any(|m| m == user);
+            if wanted.contains(&row[0]) && !has {
+                members.push(user.to_string());
+            } else if !wanted.contains(&row[0]) && has {
+                members.retain(|m| m != user);
+            }
+            row[col] = members.join(",");
+        }
+    }
+}
+
+/// Applies `passwd` to the account files below `root`.
+pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> Result<(), Fail> {
+    let at = JsonPath::root().key("passwd");
+    let read = |rel, width| Table::read(root, rel, width).map_err(|m| (at.clone(), m));
+    let mut passwd = read("etc/passwd", 7)?;
+    let mut shadow = read("etc/shadow", 9)?;
+    let mut group = read("etc/group", 4)?;
+    let mut gshadow = read("etc/gshadow", 4)?;
+    let policy = Policy::read(root);
+    let mut homes = Vec::new();
+
+    for (i, g) in pw.groups.iter().flatten().enumerate() {
+        let gp = at.key("groups").index(i);
+        if g.should_exist == Some(false) {
+            return Err((
+                gp.key("shouldExist"),
+                "removing groups is not applied by Keel yet".into(),
+            ));
+        }
+        if group.find(&g.name).is_some() {
+            return Err((gp, format!("group {} exists already", g.name)));
+        }
+        let system = g.system == Some(true);
+        let gid = match g.gid {
+            Some(id) => {
+                u32::try_from(id).map_err(|_| (gp.key("gid"), format!("gid {id} out of range")))?
+            }
+            None => allocate(
+                &group.ids(),
+                if system { policy.sys_gid } else { policy.gid },
+                system,
+            )
+            .ok_or_else(|| (gp.clone(), "no free GID".to_string()))?,
+        };
+        if group.ids().contains(&gid) {
+            return Err((gp.key("gid"), format!("GID {gid} is taken")));
+        }
+        let hash = g.password_hash.clone().unwrap_or_else(|| "*".into());
+        group.set(
+            &g.name,
+            vec![g.name.clone(), "x".into(), gid.to_string(), String::new()],
+        );
+        gshadow.set(
+            &g.name,
+            vec![g.name.clone(), hash, String::new(), String::new()],
+        );
+    }
+
+    for (i, u) in pw.users.iter().flatten().enumerate() {
+        let up = at.key("users").index(i);
+        if u.should_exist == Some(false) {
+            return Err((
+                up.key("shouldExist"),
+                "removing users is not applied by Keel yet".into(),
+            ));
+        }
+        let gid_of = |name: &str, group: &Table| -> Result<u32, Fail> {
+            group
+                .find(name)
+                .and_then(|r| group.rows[r][2].parse().ok())
+                .ok_or_else(|| {
+                    (
+                        up.key("primaryGroup"),
+                        format!("group {name} does not exist"),
+                    )
+                })
+        };
+        let uid = u
+            .uid
+            .map(|id| {
+                u32::try_from(id).map_err(|_| (up.key("uid"), format!("uid {id} out of range")))
+            })
+            .transpose()?;
+        let row = match passwd.find(&u.name) {
+            Some(r) => {
+                // usermod: only what the entry sets.
+                let mut row = passwd.rows[r].clone();
+                if let Some(uid) = uid {
+                    row[2] = uid.to_string();
+                }
+                if let Some(g) = u.primary_group.as_deref().filter(|g| !g.is_empty()) {
+                    row[3] = gid_of(g, &group)?.to_string();
+                }
+                if let Some(c) = &u.gecos {
+                    row[4] = c.clone();
+                }
+                if let Some(h) = u.home_dir.as_deref().filter(|h| !h.is_empty()) {
+                    row[5] = h.to_string();
+                }
+                if let Some(s) = u.shell.as_deref().filter(|s| !s.is_empty()) {
+                    row[6] = s.to_string();
+                }
+                if let Some(hash) = &u.password_hash {
+                    let mut s = shadow.find(&u.name).map_or_else(
+                        || {
+                            vec![
+                                u.name.clone(),
+                                String::new(),
+                                today(),
+                                String::new(),
+                                String::new(),
+                                String::new(),
+                                String::new(),
+                                String::new(),
+                                String::new(),
+                            ]
+                        },
+                        |i| shadow.rows[i].clone(),
+                    );
+                    s[1] = hash.clone();
+                    // usermod --password dates the change.
+                    s[2] = today();
+                    shadow.set(&u.name, s);
+                }
+                row
+            }
+            None => {
+                let system = u.system == Some(true);
+                let uid = match uid {
+                    Some(uid) => uid,
+                    None => allocate(
+                        &passwd.ids(),
+                        if system { policy.sys_uid } else { policy.uid },
+                        system,
+                    )
+                    .ok_or_else(|| (up.clone(), "no free UID".to_string()))?,
+                };
+                if passwd.ids().contains(&uid) {
+                    return Err((up.key("uid"), format!("UID {uid} is taken")));
+                }
+                let primary = u.primary_group.as_deref().filter(|g| !g.is_empty());
+                let gid = if let Some(g) = primary {
+                    gid_of(g, &group)?
+                } else if policy.user_groups && u.no_user_group != Some(true) {
+                    if group.find(&u.name).is_some() {
+                        return Err((
+                            up.clone(),
+                            format!("group {} exists; set primaryGroup", u.name),
+                        ));
+                    }
+                    let used = group.ids();
+                    let gid = if used.contains(&uid) {
+                        allocate(
+                            &used,
+                            if system { policy.sys_gid } else { policy.gid },
+                            system,
+                        )
+                        .ok_or_else(|| (up.clone(), "no free GID".to_string()))?
+                    } else {
+                        uid
+                    };
+                    group.set(
+                        &u.name,
+                        vec![u.name.clone(), "x".into(), gid.to_string(), String::new()],
+                    );
+                    gshadow.set(
+                        &u.name,
+                        vec![u.name.clone(), "!".into(), String::new(), String::new()],
+                    );
+                    gid
+                } else {
+                    policy.group
+                };
+                let home = u
+                    .home_dir
+                    .clone()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| format!("{}/{}", policy.home_base, u.name));
+                let shell = u
+                    .shell
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| policy.shell.clone());
+                let hash = match u.password_hash.as_deref() {
+                    None => "*".to_string(),
+                    Some("") => "!".to_string(),
+                    Some(h) => h.to_string(),
+                };
+                let aging = if system {
+                    [String::new(), String::new(), String::new()]
+                } else {
+                    policy.aging.clone()
+                };
+                let [min, max, warn] = aging;
+                shadow.set(
+                    &u.name,
+                    vec![
+                        u.name.clone(),
+                        hash,
+                        today(),
+                        min,
+                        max,
+                        warn,
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ],
+                );
+                homes.push(u.no_create_home != Some(true));
+                vec![
+                    u.name.clone(),
+                    "x".into(),
+                    uid.to_string(),
+                    gid.to_string(),
+                    u.gecos.clone().unwrap_or_default(),
+                    home,
+                    shell,
+                ]
+            }
+        };
+        if passwd.find(&u.name).is_some() {
+            homes.push(false);
+        }
+        if let Some(groups) = &u.groups {
+            for g in groups {
+                if group.find(g).is_none() {
+                    return Err((up.key("groups"), format!("group {g} does not exist")));
+                }
+            }
+            if !groups.is_empty() {
+                let wanted: BTreeSet<String> = groups.iter().cloned().collect();
+                set_members(&mut group, &mut gshadow, &u.name, &wanted);
+            }
+        }
+        passwd.set(&u.name, row);
+    }
+
+    // The account files, each replaced whole.
+    for t in [&passwd, &shadow, &group, &gshadow] {
+        let path: PathBuf = root.join(t.rel);
+        let mode = fs::metadata(&path).map_or(
+            if t.rel.ends_with("shadow") {
+                0o640
+            } else {
+                0o644
+            },
+            |m| m.permissions().mode() & 0o7777,
+        );
+        let gid = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&path).map_or(0, |m| m.gid())
+        };
+        let err = |e: std::io::Error| (at.clone(), format!("writing {}: {e}", path.display()));
+        if path.exists() {
+            // The previous version stays as `<file>-`, as shadow's tools
+            // leave it.
+            let backup =
+                path.with_file_name(format!("{}-", t.rel.rsplit('/').next().unwrap_or("")));
+            if fs::symlink_metadata(&backup).is_ok() {
+                journal.move_aside(&backup).map_err(err)?;
+            }
+            fs::copy(&path, &backup).map_err(err)?;
+            journal.created(&backup);
+            sys.lchown(&backup, 0, gid).map_err(err)?;
+            journal.move_aside(&path).map_err(err)?;
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(err)?;
+        journal.created(&path);
+        f.write_all(t.render().as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(err)?;
+        sys.lchown(&path, 0, gid).map_err(err)?;
+    }
+
+    // Homes and SSH keys, once the accounts exist.
+    for ((i, u), create) in pw.users.iter().flatten().enumerate().zip(homes) {
+        let r = passwd
+            .find(&u.name)
+            .map(|r| passwd.rows[r].clone())
+            .unwrap_or_default();
+        let h = Home {
+            dir: r[5].clone(),
+            uid: r[2].parse().unwrap_or(0),
+            gid: r[3].parse().unwrap_or(0),
+            create,
+            keys: u.ssh_authorized_keys.clone(),
+            at: at.key("users").index(i),
+        };
+        if h.create || h.keys.as_ref().is_some_and(|k| !k.is_empty()) {
+            make_home(root, &policy, &h, journal, sys)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::sys::RecordingSys;
+
+    #[test]
+    fn the_skeleton_is_copied_whole_and_ids_are_allocated_like_useradd() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("etc/skel/.config/app")).unwrap();
+        fs::set_permissions(
+            root.join("etc/skel/.config"),
+            fs::Permissions::from_mode(0o750),
+        )
+        .unwrap();
+        fs::write(root.join("etc/skel/.config/app/rc"), "rc").unwrap();
+        fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        fs::write(root.join("etc/group"), "root:x:0:\nsys:x:999:\n").unwrap();
+        fs::write(root.join("etc/shadow"), "root:*::::::::\n").unwrap();
+        fs::write(root.join("etc/gshadow"), "root:*::\nsys:*::\n").unwrap();
+        let pw: Passwd = serde_json::from_str(
+            r#"{"users":[{"name":"core"},{"name":"daemon1","system":true,"noCreateHome":true}]}"#,
+        )
+        .unwrap();
+        let mut j = Journal::default();
+        let sys = RecordingSys::default();
+        apply(root, &pw, &mut j, &sys).unwrap();
+        assert!(j.commit().is_empty());
+        let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+        assert!(
+            passwd.contains("core:x:1000:1000::/home/core:/bin/sh\n"),
+            "{passwd}"
+        );
+        // System IDs from the top; the user group takes the next free GID
+        // when the UID's number is taken.
+        assert!(
+            passwd.contains("daemon1:x:999:998::/home/daemon1:/bin/sh\n"),
+            "{passwd}"
+        );
+        let home = root.join("home/core");
+        assert_eq!(fs::read(home.join(".config/app/rc")).unwrap(), b"rc");
+        let mode = fs::metadata(home.join(".config"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o750);
+        assert!(!root.join("home/daemon1").exists());
+        assert_eq!(
+            fs::read_to_string(root.join("etc/passwd-")).unwrap(),
+            "root:x:0:0::/root:/bin/sh\n"
+        );
+        let owned: Vec<u32> = sys.calls.borrow().iter().map(|(_, u, _)| *u).collect();
+        assert!(owned.contains(&1000), "{owned:?}");
+    }
+
+    #[test]
+    fn allocation() {
+        let used: BTreeSet<u32> = [0, 1000, 1001, 60000].into_iter().collect();
+        assert_eq!(allocate(&used, (1000, 60000), false), Some(1002));
+        assert_eq!(allocate(&BTreeSet::new(), (1000, 60000), false), Some(1000));
+        let full: BTreeSet<u32> = (1000..=1002).collect();
+        assert_eq!(allocate(&full, (1000, 1002), false), None);
+        assert_eq!(allocate(&used, (100, 999), true), Some(999));
+    }
+}
