@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// Reads Ignition configs (spec 3.0.0 through 3.6.0) for Keel nodes.
+/// Reads Ignition configs (spec 3.0.0 through 3.6.0) for Keel nodes and
+/// applies them to a directory tree.
 ///
-/// Only validation is available so far; applying configs at first boot is
-/// not built yet.
+/// Applying at a node's first boot is not built yet.
 #[derive(Parser)]
 #[command(name = "keel-firstboot", version, propagate_version = true)]
 struct Cli {
@@ -28,6 +28,23 @@ enum Command {
     Validate {
         /// The config file (JSON), or `-` for standard input.
         file: PathBuf,
+    },
+    /// Apply a config to a directory tree, all or nothing.
+    ///
+    /// The config is validated first (as `validate` does; any error stops
+    /// here). Then files, directories, links, users and groups (in
+    /// ROOT/etc/passwd and friends) and systemd units are written below
+    /// ROOT; on any failure ROOT is put back as it was. Sources must be
+    /// inline (`data:` URLs) so far; kernel arguments, disks, filesystems
+    /// and merged configs are refused as not built yet, before anything is
+    /// written. Setting owners needs root.
+    Apply {
+        /// The tree to apply to (a node's `/`, or an image tree).
+        #[arg(long)]
+        root: PathBuf,
+        /// The config file (JSON), or `-` for standard input.
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -56,10 +73,37 @@ fn validate(file: &PathBuf) -> anyhow::Result<bool> {
     Ok(!report.is_fatal())
 }
 
+fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
+    let bytes = read(file)?;
+    let parsed = match keel_firstboot::config::parse(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("{e}");
+            return Ok(false);
+        }
+    };
+    let report = keel_firstboot::validate::validate(&parsed);
+    print!("{report}");
+    if report.is_fatal() {
+        return Ok(false);
+    }
+    anyhow::ensure!(root.is_dir(), "root {} is not a directory", root.display());
+    keel_firstboot::apply::apply(
+        root,
+        &parsed.config,
+        &keel_firstboot::apply::InlineOnly,
+        &keel_firstboot::apply::RealSys,
+    )
+    .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
+    println!("applied {} to {}", file.display(), root.display());
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Validate { file } => validate(file),
+        Command::Apply { root, config } => apply(root, config),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

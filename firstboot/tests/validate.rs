@@ -152,3 +152,45 @@ fn the_command_prints_findings_and_exits_by_verdict() {
     let help = cli(&["validate", "--help"], None);
     assert!(String::from_utf8_lossy(&help.stdout).contains("exits 0 when the config is"));
 }
+
+#[test]
+fn the_apply_command_writes_a_root_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    let good = r#"{"ignition":{"version":"3.4.0"},
+        "passwd":{"users":[{"name":"core","sshAuthorizedKeys":["ssh-ed25519 AAAA core"]}]},
+        "storage":{"files":[{"path":"/etc/motd","contents":{"source":"data:,hi%0A"}}]}}"#;
+    let r = root.to_str().unwrap();
+    let out = cli(&["apply", "--root", r, "--config", "-"], Some(good));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(root.join("etc/motd")).unwrap(), b"hi\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("home/core/.ssh/authorized_keys.d/ignition")).unwrap(),
+        "ssh-ed25519 AAAA core\n"
+    );
+    // Invalid: nothing written, the finding printed.
+    let bad = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/new"},{"path":"rel"}]}}"#;
+    let out = cli(&["apply", "--root", r, "--config", "-"], Some(bad));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("error at $.storage.files.1.path: path not absolute"));
+    assert!(!root.join("etc/new").exists());
+    // Not built yet: refused before writing.
+    let kargs = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/new"}]},"kernelArguments":{"shouldExist":["quiet"]}}"#;
+    let out = cli(&["apply", "--root", r, "--config", "-"], Some(kargs));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("$.kernelArguments: kernelArguments is not applied by Keel yet"),
+        "{err}"
+    );
+    assert!(!root.join("etc/new").exists());
+}
