@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -34,10 +35,12 @@ enum Command {
     /// The config is validated first (as `validate` does; any error stops
     /// here). Then files, directories, links, users and groups (in
     /// ROOT/etc/passwd and friends) and systemd units are written below
-    /// ROOT; on any failure ROOT is put back as it was. Sources must be
-    /// inline (`data:` URLs) so far; kernel arguments, disks, filesystems
-    /// and merged configs are refused as not built yet, before anything is
-    /// written. Setting owners needs root.
+    /// ROOT; on any failure ROOT is put back as it was. Every source
+    /// (`data:`, http, https; 5xx and network errors retried six times) is
+    /// fetched and checked before the first write. Kernel arguments,
+    /// disks, filesystems, merged configs, proxies and extra TLS CAs are
+    /// refused as not built yet, before anything is written. Setting owners
+    /// needs root.
     Apply {
         /// The tree to apply to (a node's `/`, or an image tree).
         #[arg(long)]
@@ -88,13 +91,16 @@ fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
         return Ok(false);
     }
     anyhow::ensure!(root.is_dir(), "root {} is not a directory", root.display());
-    keel_firstboot::apply::apply(
-        root,
-        &parsed.config,
-        &keel_firstboot::apply::InlineOnly,
-        &keel_firstboot::apply::RealSys,
-    )
-    .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
+    let timeouts = parsed.config.ignition.timeouts.as_ref();
+    let secs = |v: Option<i64>| v.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64));
+    let net = keel_firstboot::apply::Network::new(
+        6,
+        Duration::from_secs(1),
+        secs(timeouts.and_then(|t| t.http_response_headers)).unwrap_or(Duration::from_secs(10)),
+        secs(timeouts.and_then(|t| t.http_total)),
+    );
+    keel_firstboot::apply::apply(root, &parsed.config, &net, &keel_firstboot::apply::RealSys)
+        .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
     println!("applied {} to {}", file.display(), root.display());
     Ok(true)
 }

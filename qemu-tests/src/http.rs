@@ -1,8 +1,9 @@
 //! A small HTTP/1.1 server on the host's loopback for guests to fetch from
 //! (the guest reaches 127.0.0.1 as 10.0.2.2 through QEMU's user network).
 //!
-//! It serves fixed bodies by path, answers every request with
-//! `Connection: close`, records each request line, and stops when dropped.
+//! It serves fixed bodies by path (or a sequence of answers, e.g. 503s
+//! before a 200), answers every request with `Connection: close`, records
+//! each request line and its headers, and stops when dropped.
 //! Every connection has a read and write timeout, so a stuck client cannot
 //! hold a thread forever.
 
@@ -40,13 +41,16 @@ impl Response {
     }
 }
 
-type Routes = Arc<Mutex<BTreeMap<String, Response>>>;
+/// Per path, the answers still to give; the last one is repeated.
+type Heads = Arc<Mutex<Vec<Vec<String>>>>;
+type Routes = Arc<Mutex<BTreeMap<String, Vec<Response>>>>;
 
 /// A running server; see the module documentation.
 pub struct HttpServer {
     port: u16,
     routes: Routes,
     requests: Arc<Mutex<Vec<String>>>,
+    headers: Heads,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -66,18 +70,25 @@ impl HttpServer {
             .map_err(HarnessError::HttpServer)?;
         let routes: Routes = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let headers: Heads = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (routes, requests, stop) = (routes.clone(), requests.clone(), stop.clone());
+            let (routes, requests, heads, stop) = (
+                routes.clone(),
+                requests.clone(),
+                headers.clone(),
+                stop.clone(),
+            );
             thread::Builder::new()
                 .name(format!("http-{port}"))
-                .spawn(move || accept_loop(&listener, &routes, &requests, &stop))
+                .spawn(move || accept_loop(&listener, &routes, &requests, &heads, &stop))
                 .map_err(HarnessError::HttpServer)?
         };
         Ok(Self {
             port,
             routes,
             requests,
+            headers,
             stop,
             thread: Some(thread),
         })
@@ -85,7 +96,18 @@ impl HttpServer {
 
     /// Serves `response` for GET and HEAD of `path` (which starts with `/`).
     pub fn route(&self, path: &str, response: Response) {
-        lock(&self.routes).insert(path.to_string(), response);
+        lock(&self.routes).insert(path.to_string(), vec![response]);
+    }
+
+    /// Serves `responses` in turn for `path`, then the last one for every
+    /// later request (a server that fails a few times, then works).
+    pub fn route_sequence(&self, path: &str, responses: Vec<Response>) {
+        lock(&self.routes).insert(path.to_string(), responses);
+    }
+
+    /// The header lines of every request so far (`Name: value`), in order.
+    pub fn request_headers(&self) -> Vec<Vec<String>> {
+        lock(&self.headers).clone()
     }
 
     /// The port on 127.0.0.1.
@@ -121,18 +143,19 @@ fn accept_loop(
     listener: &TcpListener,
     routes: &Routes,
     requests: &Arc<Mutex<Vec<String>>>,
+    heads: &Heads,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let (routes, requests) = (routes.clone(), requests.clone());
+                let (routes, requests, heads) = (routes.clone(), requests.clone(), heads.clone());
                 // One short-lived thread per connection; a failed spawn
                 // drops the connection, which the client sees as a reset.
                 let _ = thread::Builder::new()
                     .name("http-conn".into())
                     .spawn(move || {
-                        let _ = serve(stream, &routes, &requests);
+                        let _ = serve(stream, &routes, &requests, &heads);
                     });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
@@ -141,7 +164,12 @@ fn accept_loop(
     }
 }
 
-fn serve(stream: TcpStream, routes: &Routes, requests: &Mutex<Vec<String>>) -> io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    routes: &Routes,
+    requests: &Mutex<Vec<String>>,
+    heads: &Mutex<Vec<Vec<String>>>,
+) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -149,8 +177,9 @@ fn serve(stream: TcpStream, routes: &Routes, requests: &Mutex<Vec<String>>) -> i
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let request_line = line.trim_end().to_string();
-    // Read (and ignore) the header lines up to the blank line.
+    // The header lines, up to the blank line.
     let mut head = request_line.len();
+    let mut header_lines = Vec::new();
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -160,8 +189,10 @@ fn serve(stream: TcpStream, routes: &Routes, requests: &Mutex<Vec<String>>) -> i
         if head > MAX_HEAD {
             return respond(stream, 431, b"request head too large\n", false);
         }
+        header_lines.push(h.trim_end().to_string());
     }
     lock(requests).push(request_line.clone());
+    lock(heads).push(header_lines);
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
@@ -169,7 +200,14 @@ fn serve(stream: TcpStream, routes: &Routes, requests: &Mutex<Vec<String>>) -> i
     if method != "GET" && !head_only {
         return respond(stream, 405, b"only GET and HEAD\n", false);
     }
-    let found = lock(routes).get(path).cloned();
+    let found = {
+        let mut routes = lock(routes);
+        match routes.get_mut(path) {
+            Some(queue) if queue.len() > 1 => Some(queue.remove(0)),
+            Some(queue) => queue.first().cloned(),
+            None => None,
+        }
+    };
     match found {
         Some(r) => respond(stream, r.status, &r.body, head_only),
         None => respond(stream, 404, b"not found\n", head_only),

@@ -33,7 +33,8 @@ pub trait Fetch {
     fn get(&self, source: &str, resource: &Resource) -> Result<Vec<u8>, FetchError>;
 }
 
-/// `data:` URLs only: what a config carries inline.
+/// `data:` URLs only: what a config carries inline (where nothing may
+/// be fetched from the network).
 pub struct InlineOnly;
 
 impl Fetch for InlineOnly {
@@ -42,13 +43,120 @@ impl Fetch for InlineOnly {
         if scheme != "data" {
             return Err(FetchError::Source {
                 url: source.to_string(),
-                reason: format!("fetching {scheme} sources is not built yet"),
+                reason: format!("only inline (data:) sources here, not {scheme}"),
             });
         }
         decode_data_url(source).map_err(|e| FetchError::Source {
             url: source.to_string(),
             reason: e.to_string(),
         })
+    }
+}
+
+/// http, https and data sources, with retries: transport errors,
+/// timeouts and 5xx answers are retried with a doubling delay, a bounded
+/// number of times; any other status is final. `httpHeaders` are sent.
+pub struct Network {
+    agent: ureq::Agent,
+    tries: u32,
+    first_delay: std::time::Duration,
+}
+
+impl Network {
+    /// `tries` attempts per source, the first retry after `first_delay`;
+    /// `response_headers` bounds the wait for an answer, `total` (if any)
+    /// each whole request (Ignition's `timeouts.httpResponseHeaders` and
+    /// `httpTotal`).
+    pub fn new(
+        tries: u32,
+        first_delay: std::time::Duration,
+        response_headers: std::time::Duration,
+        total: Option<std::time::Duration>,
+    ) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(response_headers))
+            .timeout_recv_response(Some(response_headers))
+            .timeout_global(total)
+            .http_status_as_error(false)
+            .user_agent(concat!("keel-firstboot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Self {
+            agent,
+            tries: tries.max(1),
+            first_delay,
+        }
+    }
+
+    /// Ignition's defaults: 10 s for the answer's headers, no total limit;
+    /// six tries, the first retry after a second (about a minute in all
+    /// for a server that stays down).
+    pub fn with_defaults() -> Self {
+        Self::new(
+            6,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(10),
+            None,
+        )
+    }
+
+    fn once(&self, source: &str, r: &Resource) -> Result<Vec<u8>, (bool, String)> {
+        let mut req = self.agent.get(source);
+        for h in r.http_headers.iter().flatten() {
+            if let Some(v) = &h.value {
+                req = req.header(h.name.as_str(), v.as_str());
+            }
+        }
+        let resp = req.call().map_err(|e| (true, e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status >= 500 {
+            return Err((true, format!("server answered {status}")));
+        }
+        if status >= 300 {
+            return Err((false, format!("server answered {status}")));
+        }
+        let mut body = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .read_to_end(&mut body)
+            .map_err(|e| (true, format!("reading the answer: {e}")))?;
+        Ok(body)
+    }
+}
+
+impl Fetch for Network {
+    fn get(&self, source: &str, r: &Resource) -> Result<Vec<u8>, FetchError> {
+        let scheme = url::parse(source).map(|u| u.scheme).unwrap_or_default();
+        if scheme != "http" && scheme != "https" {
+            return InlineOnly.get(source, r);
+        }
+        let mut delay = self.first_delay;
+        let mut attempt = 1;
+        loop {
+            match self.once(source, r) {
+                Ok(body) => return Ok(body),
+                Err((true, why)) if attempt < self.tries => {
+                    eprintln!(
+                        "keel-firstboot: fetching {source}: {why}; retrying in {} ms",
+                        delay.as_millis()
+                    );
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                    attempt += 1;
+                }
+                Err((retried, why)) => {
+                    let tries = if retried {
+                        format!(" (after {attempt} tries)")
+                    } else {
+                        String::new()
+                    };
+                    return Err(FetchError::Source {
+                        url: source.to_string(),
+                        reason: format!("{why}{tries}"),
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -159,7 +267,7 @@ mod tests {
         let e = resource(&InlineOnly, &res("http://10.0.2.2/x", None, false)).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "http://10.0.2.2/x: fetching http sources is not built yet"
+            "http://10.0.2.2/x: only inline (data:) sources here, not http"
         );
         let none = Resource::default();
         assert!(resource(&InlineOnly, &none).unwrap().is_none());

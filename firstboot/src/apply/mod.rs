@@ -2,8 +2,8 @@
 //! `/` at first boot, or an image tree at build time).
 //!
 //! Built so far: `storage.files`, `storage.directories` and
-//! `storage.links` ([`nodes`]) with inline (`data:`) sources,
-//! `passwd` ([`passwd`]) and `systemd.units` ([`units`]). Everything
+//! `storage.links` ([`nodes`]) with `data:`, http and https sources
+//! ([`fetch`]), `passwd` ([`passwd`]) and `systemd.units` ([`units`]). Everything
 //! is fetched and every owner resolved before the first write, and a
 //! failure part way restores the root ([`journal`]). A config that asks
 //! for anything not built yet is refused, naming it, before anything is
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::report::JsonPath;
 
-pub use fetch::{Fetch, FetchError, InlineOnly};
+pub use fetch::{Fetch, FetchError, InlineOnly, Network};
 pub use sys::{RealSys, RecordingSys, Sys};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,27 @@ fn undo_note(undo: &[String]) -> String {
 fn not_built(config: &Config) -> Option<ApplyError> {
     let root = JsonPath::root();
     let storage = config.storage.as_ref();
-    let checks: [(bool, JsonPath, &'static str); 6] = [
+    let security = config
+        .ignition
+        .security
+        .as_ref()
+        .and_then(|s| s.tls.as_ref());
+    let proxy = config.ignition.proxy.as_ref();
+    let checks: [(bool, JsonPath, &'static str); 8] = [
+        (
+            security.is_some_and(|t| {
+                t.certificate_authorities
+                    .as_ref()
+                    .is_some_and(|c| !c.is_empty())
+            }),
+            root.key("ignition").key("security"),
+            "ignition.security.tls (extra CAs)",
+        ),
+        (
+            proxy.is_some_and(|p| p.http_proxy.is_some() || p.https_proxy.is_some()),
+            root.key("ignition").key("proxy"),
+            "ignition.proxy",
+        ),
         (
             config.ignition.config.as_ref().is_some_and(|c| {
                 c.replace.is_some() || c.merge.as_ref().is_some_and(|m| !m.is_empty())
@@ -185,7 +205,7 @@ mod tests {
         let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "$.storage.files.0.contents: http://10.0.2.2/a: fetching http sources is not built yet"
+            "$.storage.files.0.contents: http://10.0.2.2/a: only inline (data:) sources here, not http"
         );
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
     }
