@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod provision;
 pub mod report;
 pub mod url;
 pub mod validate;

@@ -49,6 +49,30 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Provision a node once: find its config, validate it, apply it, and
+    /// record that in ROOT/var/lib/keel/firstboot.json.
+    ///
+    /// The config comes from the first of: `ignition.config.url=` on the
+    /// kernel command line (http, https, data, or an absolute path), QEMU
+    /// fw_cfg `opt/com.coreos/config`, the ESP file keel/ignition.json; none
+    /// is an empty config. If the record exists, nothing is done (exit 0).
+    /// On any failure nothing is applied, no record is written (the next
+    /// run starts again), the reason is printed as `keel-firstboot: failed:
+    /// …`, and the exit code is 1. keel-init does not run this at boot yet.
+    Run {
+        /// The node's root.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The kernel command line to read `ignition.config.url=` from.
+        #[arg(long, default_value = "/proc/cmdline")]
+        cmdline: PathBuf,
+        /// fw_cfg's directory of named entries.
+        #[arg(long, default_value = keel_firstboot::provision::FW_CFG_DIR)]
+        fw_cfg: PathBuf,
+        /// Where the ESP is mounted.
+        #[arg(long, default_value = "/run/keel/esp")]
+        esp: PathBuf,
+    },
 }
 
 fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
@@ -91,18 +115,60 @@ fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
         return Ok(false);
     }
     anyhow::ensure!(root.is_dir(), "root {} is not a directory", root.display());
-    let timeouts = parsed.config.ignition.timeouts.as_ref();
-    let secs = |v: Option<i64>| v.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64));
-    let net = keel_firstboot::apply::Network::new(
-        6,
-        Duration::from_secs(1),
-        secs(timeouts.and_then(|t| t.http_response_headers)).unwrap_or(Duration::from_secs(10)),
-        secs(timeouts.and_then(|t| t.http_total)),
-    );
+    let net = network(Some(&parsed.config));
     keel_firstboot::apply::apply(root, &parsed.config, &net, &keel_firstboot::apply::RealSys)
         .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
     println!("applied {} to {}", file.display(), root.display());
     Ok(true)
+}
+
+fn network(config: Option<&keel_firstboot::config::Config>) -> keel_firstboot::apply::Network {
+    let timeouts = config.and_then(|c| c.ignition.timeouts.as_ref());
+    let secs = |v: Option<i64>| v.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64));
+    keel_firstboot::apply::Network::new(
+        6,
+        Duration::from_secs(1),
+        secs(timeouts.and_then(|t| t.http_response_headers)).unwrap_or(Duration::from_secs(10)),
+        secs(timeouts.and_then(|t| t.http_total)),
+    )
+}
+
+fn provision(
+    root: &std::path::Path,
+    cmdline: &std::path::Path,
+    fw_cfg: &std::path::Path,
+    esp: &std::path::Path,
+) -> anyhow::Result<bool> {
+    use keel_firstboot::provision::{self, Outcome, Sources};
+    let cmdline = std::fs::read_to_string(cmdline)
+        .with_context(|| format!("reading the kernel command line {}", cmdline.display()))?;
+    let sources = Sources {
+        cmdline,
+        fw_cfg: fw_cfg.join(provision::FW_CFG_NAME).join("raw"),
+        esp: esp.join(provision::ESP_CONFIG),
+    };
+    match provision::run(
+        root,
+        &sources,
+        &network(None),
+        &keel_firstboot::apply::RealSys,
+    ) {
+        Ok(Outcome::AlreadyProvisioned) => {
+            println!(
+                "keel-firstboot: already provisioned ({})",
+                root.join(provision::STATE_FILE).display()
+            );
+            Ok(true)
+        }
+        Ok(Outcome::Applied { origin, sha256 }) => {
+            println!("keel-firstboot: applied {origin} (sha256 {sha256})");
+            Ok(true)
+        }
+        Err(e) => {
+            println!("keel-firstboot: failed: {e}");
+            Ok(false)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -110,6 +176,12 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate { file } => validate(file),
         Command::Apply { root, config } => apply(root, config),
+        Command::Run {
+            root,
+            cmdline,
+            fw_cfg,
+            esp,
+        } => provision(root, cmdline, fw_cfg, esp),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

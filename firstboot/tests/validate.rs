@@ -194,3 +194,73 @@ fn the_apply_command_writes_a_root_or_nothing() {
     );
     assert!(!root.join("etc/new").exists());
 }
+
+#[test]
+fn the_run_command_provisions_once_from_the_command_line_url() {
+    use qemu_tests::http::{HttpServer, Response};
+    let srv = HttpServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let cmdline = dir.path().join("cmdline");
+    std::fs::write(
+        &cmdline,
+        format!(
+            "console=ttyS0 ignition.config.url=http://127.0.0.1:{}/bad.ign\n",
+            srv.port()
+        ),
+    )
+    .unwrap();
+    srv.route(
+        "/bad.ign",
+        Response::ok(r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"x"}]}}"#),
+    );
+    let args = |c: &std::path::Path| {
+        vec![
+            "run".to_string(),
+            "--root".into(),
+            root.display().to_string(),
+            "--cmdline".into(),
+            c.display().to_string(),
+            "--fw-cfg".into(),
+            dir.path().join("no-fw-cfg").display().to_string(),
+            "--esp".into(),
+            dir.path().join("no-esp").display().to_string(),
+        ]
+    };
+    let a = args(&cmdline);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = cli(&a, None);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(
+            "keel-firstboot: failed: config from ignition.config.url=http://127.0.0.1:"
+        ) && text.contains("error at $.storage.files.0.path: path not absolute"),
+        "{text}"
+    );
+    assert!(!root.join("var/lib/keel/firstboot.json").exists());
+
+    srv.route(
+        "/bad.ign",
+        Response::ok(r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/hello","contents":{"source":"data:,hi"}}]}}"#),
+    );
+    let out = cli(&a, None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .starts_with("keel-firstboot: applied ignition.config.url="));
+    assert_eq!(std::fs::read(root.join("etc/hello")).unwrap(), b"hi");
+    let out = cli(&a, None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("keel-firstboot: already provisioned"));
+    assert_eq!(
+        srv.requests().len(),
+        2,
+        "the config was fetched again after provisioning"
+    );
+}
