@@ -137,7 +137,10 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
             } else {
                 let data = fs::read(&p).unwrap();
                 if ACCOUNT_FILES.contains(&rel.as_str()) {
-                    format!("file {:?}", String::from_utf8_lossy(&data))
+                    format!(
+                        "file {:?}",
+                        dates_as_today(&rel, &String::from_utf8_lossy(&data))
+                    )
                 } else if ACCOUNT_FILES.contains(&rel.trim_end_matches('-')) {
                     // `passwd-` and the like: shadow's tools back up the
                     // state before each call, Keel the state before the
@@ -160,6 +163,30 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// shadow's "last change" day of today (or yesterday, should the two runs
+/// straddle midnight) as `TODAY`, so that the comparison does not depend
+/// on the clock.
+fn dates_as_today(rel: &str, text: &str) -> String {
+    if rel != "etc/shadow" {
+        return text.to_string();
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let today = secs / 86400;
+    let recent = [today.to_string(), (today - 1).to_string()];
+    text.lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(':').collect();
+            if f.len() > 2 && recent.iter().any(|d| d == f[2]) {
+                f[2] = "TODAY";
+            }
+            format!("{}\n", f.join(":"))
+        })
+        .collect()
 }
 
 /// The nodes where two trees differ, one line each; `None` if equal.
