@@ -1,6 +1,6 @@
-//! Stage 2 (placeholder): PID 1 of the real root. Mounts what is missing,
-//! announces the boot and keeps a shell on the console. Early system setup
-//! (host name and the rest) lives in [`crate::early`].
+//! Stage 2 helpers: mounting what stage 1 left out, what the
+//! boot-complete line reports, and the console shell. The main loop is
+//! [`crate::runtime`]; early system setup is [`crate::early`].
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
