@@ -86,34 +86,30 @@ fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(file).with_context(|| format!("reading config {}", file.display()))
 }
 
-fn validate(file: &PathBuf) -> anyhow::Result<bool> {
+/// Reads, parses and validates a config, printing every finding; `None`
+/// when it is not valid.
+fn checked(file: &PathBuf) -> anyhow::Result<Option<keel_firstboot::config::Parsed>> {
     let bytes = read(file)?;
     let parsed = match keel_firstboot::config::parse(&bytes) {
         Ok(p) => p,
         Err(e) => {
             println!("{e}");
-            return Ok(false);
+            return Ok(None);
         }
     };
     let report = keel_firstboot::validate::validate(&parsed);
     print!("{report}");
-    Ok(!report.is_fatal())
+    Ok((!report.is_fatal()).then_some(parsed))
+}
+
+fn validate(file: &PathBuf) -> anyhow::Result<bool> {
+    Ok(checked(file)?.is_some())
 }
 
 fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
-    let bytes = read(file)?;
-    let parsed = match keel_firstboot::config::parse(&bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            println!("{e}");
-            return Ok(false);
-        }
-    };
-    let report = keel_firstboot::validate::validate(&parsed);
-    print!("{report}");
-    if report.is_fatal() {
+    let Some(parsed) = checked(file)? else {
         return Ok(false);
-    }
+    };
     anyhow::ensure!(root.is_dir(), "root {} is not a directory", root.display());
     let net = network(Some(&parsed.config));
     keel_firstboot::apply::apply(root, &parsed.config, &net, &keel_firstboot::apply::RealSys)

@@ -245,6 +245,39 @@ fn ignition(config: &Path, root: &Path, shim: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// One config applied by both to two copies of a root made by `setup`.
+struct Both {
+    _tmp: tempfile::TempDir,
+    ig_root: PathBuf,
+    keel_root: PathBuf,
+    /// Keel's root before applying.
+    before: BTreeMap<String, String>,
+    ig: Result<(), String>,
+    keel: Result<(), String>,
+}
+
+fn both(cfg: &str, setup: &dyn Fn(&Path), shim: &Path) -> Both {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg_path = tmp.path().join("config.ign");
+    fs::write(&cfg_path, cfg).unwrap();
+    let (ig_root, keel_root) = (tmp.path().join("ignition"), tmp.path().join("keel"));
+    for r in [&ig_root, &keel_root] {
+        setup_root(r);
+        setup(r);
+    }
+    let before = tree(&keel_root);
+    let ig = ignition(&cfg_path, &ig_root, shim);
+    let keel = keel(cfg.as_bytes(), &keel_root);
+    Both {
+        _tmp: tmp,
+        ig_root,
+        keel_root,
+        before,
+        ig,
+        keel,
+    }
+}
+
 fn keel(config: &[u8], root: &Path) -> Result<(), String> {
     let p = config::parse(config).map_err(|e| e.to_string())?;
     apply::apply(root, &p.config, &InlineOnly, &RealSys).map_err(|e| e.to_string())
@@ -481,22 +514,13 @@ fn accounts_match_ignitions_files_stage() {
     let shim_dir = setfiles_shim();
     let mut failures = Vec::new();
     for (name, passwd, must_succeed) in PASSWD_CASES {
-        let tmp = tempfile::tempdir().unwrap();
-        let cfg_path = tmp.path().join("config.ign");
         // A file owned by a user the same config creates.
         let cfg = format!(
             r#"{{"ignition":{{"version":"3.3.0"}},"passwd":{passwd},
                 "storage":{{"files":[{{"path":"/var/owned-by-new-user","user":{{"name":"root"}},"contents":{{"source":"data:,x"}}}}]}}}}"#
         );
-        fs::write(&cfg_path, &cfg).unwrap();
-        let (ig_root, keel_root) = (tmp.path().join("ignition"), tmp.path().join("keel"));
-        for r in [&ig_root, &keel_root] {
-            setup_root(r);
-            setup_accounts(r);
-        }
-        let before = tree(&keel_root);
-        let ig = ignition(&cfg_path, &ig_root, shim_dir.path());
-        let k = keel(cfg.as_bytes(), &keel_root);
+        let b = both(&cfg, &setup_accounts, shim_dir.path());
+        let (ig, k) = (&b.ig, &b.keel);
         if ig.is_ok() != *must_succeed || k.is_ok() != *must_succeed {
             failures.push(format!(
                 "{name}: Ignition {ig:?}, Keel {k:?}, expected success={must_succeed}"
@@ -504,10 +528,10 @@ fn accounts_match_ignitions_files_stage() {
             continue;
         }
         if *must_succeed {
-            if let Some(d) = tree_diff(&ig_root, &keel_root) {
+            if let Some(d) = tree_diff(&b.ig_root, &b.keel_root) {
                 failures.push(format!("{name}: trees differ\n{d}"));
             }
-        } else if tree(&keel_root) != before {
+        } else if tree(&b.keel_root) != b.before {
             failures.push(format!("{name}: Keel failed ({k:?}) but changed the root"));
         }
     }
@@ -519,30 +543,22 @@ fn units_match_ignitions_files_stage() {
     let shim_dir = setfiles_shim();
     let mut failures = Vec::new();
     for (name, systemd, must_succeed, named) in UNIT_CASES {
-        let tmp = tempfile::tempdir().unwrap();
-        let cfg_path = tmp.path().join("config.ign");
         let cfg = format!(r#"{{"ignition":{{"version":"3.3.0"}},"systemd":{systemd}}}"#);
-        fs::write(&cfg_path, &cfg).unwrap();
-        let (ig_root, keel_root) = (tmp.path().join("ignition"), tmp.path().join("keel"));
-        for r in [&ig_root, &keel_root] {
-            setup_root(r);
-            setup_units(r);
-        }
-        let ig = ignition(&cfg_path, &ig_root, shim_dir.path());
-        let k = keel(cfg.as_bytes(), &keel_root);
+        let b = both(&cfg, &setup_units, shim_dir.path());
+        let (ig, k) = (&b.ig, &b.keel);
         if ig.is_ok() != *must_succeed || k.is_ok() != *must_succeed {
             failures.push(format!(
                 "{name}: Ignition {ig:?}, Keel {k:?}, expected success={must_succeed}"
             ));
             continue;
         }
-        if let Some(d) = tree_diff(&ig_root, &keel_root) {
+        if let Some(d) = tree_diff(&b.ig_root, &b.keel_root) {
             failures.push(format!("{name}: trees differ\n{d}"));
         }
         let names: Vec<String> = named.iter().map(|n| n.to_string()).collect();
         let (ie, ke) = (
-            enablement(&ig_root, false, &names),
-            enablement(&keel_root, true, &names),
+            enablement(&b.ig_root, false, &names),
+            enablement(&b.keel_root, true, &names),
         );
         if ie != ke {
             failures.push(format!(
@@ -558,30 +574,22 @@ fn storage_nodes_match_ignitions_files_stage() {
     let shim_dir = setfiles_shim();
     let mut failures = Vec::new();
     for (name, storage, must_succeed) in CASES {
-        let tmp = tempfile::tempdir().unwrap();
-        let cfg_path: PathBuf = tmp.path().join("config.ign");
         let cfg = format!(r#"{{"ignition":{{"version":"3.3.0"}},"storage":{storage}}}"#);
-        fs::write(&cfg_path, &cfg).unwrap();
-        let (ig_root, keel_root) = (tmp.path().join("ignition"), tmp.path().join("keel"));
-        setup_root(&ig_root);
-        setup_root(&keel_root);
-        let before = tree(&keel_root);
-        let ig = ignition(&cfg_path, &ig_root, shim_dir.path());
-        let k = keel(cfg.as_bytes(), &keel_root);
+        let b = both(&cfg, &|_| {}, shim_dir.path());
+        let (ig, k) = (&b.ig, &b.keel);
         if ig.is_ok() != *must_succeed {
             failures.push(format!(
                 "{name}: Ignition: {ig:?}, expected success={must_succeed}"
             ));
         }
-        match (&ig, &k) {
+        match (ig, k) {
             (Ok(()), Ok(())) => {
-                if let Some(d) = tree_diff(&ig_root, &keel_root) {
+                if let Some(d) = tree_diff(&b.ig_root, &b.keel_root) {
                     failures.push(format!("{name}: trees differ\n{d}"));
                 }
             }
             (Err(_), Err(_)) => {
-                let after = tree(&keel_root);
-                if after != before {
+                if tree(&b.keel_root) != b.before {
                     failures.push(format!("{name}: Keel failed ({k:?}) but changed the root"));
                 }
             }

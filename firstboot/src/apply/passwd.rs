@@ -384,6 +384,8 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
                 u32::try_from(id).map_err(|_| (up.key("uid"), format!("uid {id} out of range")))
             })
             .transpose()?;
+        // Only a new user gets a home made (usermod leaves homes alone).
+        homes.push(passwd.find(&u.name).is_none() && u.no_create_home != Some(true));
         let row = match passwd.find(&u.name) {
             Some(r) => {
                 // usermod: only what the entry sets.
@@ -509,7 +511,6 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
                         String::new(),
                     ],
                 );
-                homes.push(u.no_create_home != Some(true));
                 vec![
                     u.name.clone(),
                     "x".into(),
@@ -521,9 +522,6 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
                 ]
             }
         };
-        if passwd.find(&u.name).is_some() {
-            homes.push(false);
-        }
         if let Some(groups) = &u.groups {
             for g in groups {
                 if group.find(g).is_none() {

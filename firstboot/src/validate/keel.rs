@@ -29,8 +29,8 @@ fn source(report: &mut Report, at: JsonPath, r: &Resource) {
     }
 }
 
-/// Keel's limits on `config` (spec 3.`minor`).
-pub fn keel(config: &Config, _minor: u64) -> Report {
+/// Keel's limits on `config` (the same for every spec version).
+pub fn keel(config: &Config) -> Report {
     let mut r = Report::default();
     let root = JsonPath::root();
     let ig = root.key("ignition");

@@ -184,7 +184,7 @@ fn ignition_section(cx: &mut Ctx, config: &Config) {
 /// Ignition's rules, and Keel's own limits.
 pub fn validate(parsed: &Parsed) -> Report {
     let mut report = ignition(&parsed.config, parsed.version.minor);
-    report.merge(keel(&parsed.config, parsed.version.minor));
+    report.merge(keel(&parsed.config));
     report.merge(parsed.report.clone());
     report
 }
