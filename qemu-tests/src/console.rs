@@ -130,6 +130,86 @@ pub(crate) fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
+/// Most kernel console messages one match may step over.
+const MAX_KERNEL_LINES: usize = 3;
+
+/// If a kernel console message (`[   12.345678] …`, up to and including
+/// its newline) starts at byte `i`, where it ends.
+fn kernel_message_at(hay: &[u8], i: usize) -> Option<usize> {
+    let rest = hay.get(i..)?;
+    if rest.first() != Some(&b'[') {
+        return None;
+    }
+    let close = rest.iter().position(|&b| b == b']')?;
+    let stamp: Vec<u8> = rest[1..close]
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .collect();
+    let (secs, frac) = stamp.split_at(stamp.iter().position(|&b| b == b'.')?);
+    let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+    if !digits(secs) || !digits(&frac[1..]) {
+        return None;
+    }
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    Some(i + nl + 1)
+}
+
+/// Where `needle` matches at `start`, stepping over kernel messages the
+/// kernel printed into the middle of it; the end of the match.
+fn match_at(hay: &[u8], needle: &[u8], start: usize) -> Option<usize> {
+    let (mut i, mut j, mut skipped) = (start, 0, 0);
+    while j < needle.len() {
+        let b = *hay.get(i)?;
+        if b == needle[j] {
+            i += 1;
+            j += 1;
+        } else if let Some(after) = (j > 0 && skipped < MAX_KERNEL_LINES)
+            .then(|| kernel_message_at(hay, i))
+            .flatten()
+        {
+            i = after;
+            skipped += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(i)
+}
+
+/// The first `needle` at or after `from`, as [`find`], but also where the
+/// kernel's console messages cut into the middle of it (the guest's
+/// programs and the kernel share the serial console, and a line such as
+/// `keel-init: unmounted /var` can arrive as `keel-init: unmounted [
+/// 27.54] kvm: exiting hardware virtualization\n/var`). Returns the
+/// match's start and end.
+pub(crate) fn find_text(hay: &[u8], needle: &[u8], from: usize) -> Option<(usize, usize)> {
+    let first = *needle.first()?;
+    let mut s = from;
+    while s < hay.len() {
+        let start = s + hay[s..].iter().position(|&b| b == first)?;
+        if let Some(end) = match_at(hay, needle, start) {
+            return Some((start, end));
+        }
+        s = start + 1;
+    }
+    None
+}
+
+/// Where a later search for a `needle_len`-byte needle must start so that
+/// no match still arriving is missed: the start of the line holding the
+/// last `needle_len` bytes, or earlier by the lines a match may step over.
+pub(crate) fn rescan_from(hay: &[u8], needle_len: usize) -> usize {
+    let mut at = hay.len().saturating_sub(needle_len);
+    for _ in 0..=MAX_KERNEL_LINES {
+        match hay[..at].iter().rposition(|&b| b == b'\n') {
+            Some(nl) => at = nl,
+            None => return 0,
+        }
+    }
+    at + 1
+}
+
 /// The line around byte `at`: from after the previous `\n` to before the next
 /// one (or the end of what has arrived), without `\r`.
 pub(crate) fn line_around(hay: &[u8], at: usize) -> String {
@@ -193,6 +273,30 @@ mod tests {
         assert_eq!(find(hay, b"login", 1), Some(9));
         assert_eq!(find(hay, b"login", 10), None);
         assert_eq!(find(hay, b"login", 100), None);
+    }
+
+    #[test]
+    fn find_text_steps_over_kernel_messages_cutting_in() {
+        let hay = b"x\nkeel-init: unmounted [   27.547983] kvm: exiting hardware virtualization\r\n/var\nnext";
+        let (start, end) = find_text(hay, b"keel-init: unmounted /var", 0).unwrap();
+        assert_eq!(start, 2);
+        assert_eq!(&hay[end..], b"\nnext");
+        // A plain match, and a bracket that is not a kernel timestamp.
+        assert_eq!(find_text(b"ab cd", b"cd", 0), Some((3, 5)));
+        assert_eq!(find_text(b"un[x] y\nmounted", b"unmounted", 0), None);
+        // An incomplete kernel line is not stepped over yet.
+        assert_eq!(find_text(b"un[ 1.5] half", b"unmounted", 0), None);
+        assert_eq!(find_text(b"abc", b"", 0), None);
+        // A later search starts early enough for a match still arriving.
+        let partial = b"one\ntwo\nkeel-init: unmounted [ 1.0] msg";
+        let from = rescan_from(partial, 9);
+        assert!(from <= 8, "{from}");
+        let mut full = partial.to_vec();
+        full.extend_from_slice(b"\n/var");
+        assert_eq!(
+            find_text(&full, b"keel-init: unmounted /var", from).map(|m| m.0),
+            Some(8)
+        );
     }
 
     #[test]

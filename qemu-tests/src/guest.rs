@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::command::{CmdOutput, Markers};
-use crate::console::{clean_for_display, find, line_around, Console, Wait, TAIL_LINES};
+use crate::console::{
+    clean_for_display, find_text, line_around, rescan_from, Console, Wait, TAIL_LINES,
+};
 use crate::{host, HarnessError};
 
 const SERIAL_LOG: &str = "serial.log";
@@ -212,15 +214,12 @@ impl Guest {
         // Only rescan what may contain a needle that was not there before.
         let mut scan_from = after_offset;
         let found = self.serial.wait_until(deadline, |buf| {
-            let hit = find(buf, needle_bytes, scan_from);
-            scan_from = scan_from.max(
-                buf.len()
-                    .saturating_sub(needle_bytes.len().saturating_sub(1)),
-            );
-            hit.map(|start| ConsoleMatch {
+            let hit = find_text(buf, needle_bytes, scan_from);
+            scan_from = scan_from.max(rescan_from(buf, needle_bytes.len()));
+            hit.map(|(start, end)| ConsoleMatch {
                 line: line_around(buf, start),
                 start,
-                end: start + needle_bytes.len(),
+                end,
             })
         });
         let what = || format!("{needle:?} on the serial console");
