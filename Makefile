@@ -5,9 +5,11 @@ TARGET  := x86_64-unknown-linux-gnu
 CONFIG  ?= image-configs/containerd.toml
 OUT     ?= out
 INIT    := target/$(TARGET)/release/keel-init
+FIRSTBOOT := target/$(TARGET)/release/keel-firstboot
 OSBUILD := target/release/osbuild
 
 export KEEL_INIT_BINARY := $(CURDIR)/$(INIT)
+export KEEL_FIRSTBOOT_BINARY := $(CURDIR)/$(FIRSTBOOT)
 export KEEL_OSBUILD := $(CURDIR)/$(OSBUILD)
 export KEEL_OUT := $(CURDIR)/$(OUT)
 
@@ -19,16 +21,17 @@ all: image
 deps:
 	./scripts/install-deps.sh
 
-## keel-init runs as PID 1 before any library exists: link it statically.
+## keel-init runs as PID 1 before any library exists, and keel-firstboot
+## must not depend on the image's libraries: link both statically.
 init:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(TARGET) -p keel-init
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(TARGET) -p keel-init -p keel-firstboot
 
 osbuild:
 	$(CARGO) build --release --locked -p osbuild
 
 ## The main job: host packages, tools, and the default image in $(OUT)/.
 image: deps init osbuild
-	$(OSBUILD) build $(CONFIG) --out $(OUT) --init-binary $(INIT)
+	$(OSBUILD) build $(CONFIG) --out $(OUT) --init-binary $(INIT) --firstboot-binary $(FIRSTBOOT)
 
 lint:
 	$(CARGO) fmt --all --check

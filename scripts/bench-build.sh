@@ -19,6 +19,7 @@ set -euo pipefail
 CONFIG=${1:?usage: bench-build.sh IMAGE-CONFIG.toml}
 OSBUILD=${KEEL_OSBUILD:-target/release/osbuild}
 INIT=${KEEL_INIT_BINARY:-target/x86_64-unknown-linux-gnu/release/keel-init}
+FIRSTBOOT=${KEEL_FIRSTBOOT_BINARY:-target/x86_64-unknown-linux-gnu/release/keel-firstboot}
 RUNS_MMDEB=2
 
 log() { echo "bench: $*" >&2; }
@@ -30,6 +31,7 @@ die() {
 [ -f "$CONFIG" ] || die "no image config $CONFIG"
 [ -x "$OSBUILD" ] || die "no osbuild binary at $OSBUILD (run make osbuild)"
 [ -x "$INIT" ] || die "no keel-init binary at $INIT (run make init)"
+[ -x "$FIRSTBOOT" ] || die "no keel-firstboot binary at $FIRSTBOOT (run make init)"
 [ "$(id -u)" -eq 0 ] || log "warning: not root: osbuild cannot preserve file owners and mmdebstrap needs root"
 
 if [ ! -x /usr/bin/time ] && [ "$(id -u)" -eq 0 ]; then
@@ -51,9 +53,11 @@ fi
 mkdir "$W/bin"
 cp -p "$OSBUILD" "$W/bin/osbuild"
 cp -p "$INIT" "$W/bin/keel-init"
+cp -p "$FIRSTBOOT" "$W/bin/keel-firstboot"
 OSBUILD=$W/bin/osbuild
 OSBUILD_ID="$(sha256sum "$OSBUILD" | cut -c1-12), built $(date -u -r "$OSBUILD" '+%Y-%m-%d %H:%M UTC')"
 INIT=$W/bin/keel-init
+FIRSTBOOT=$W/bin/keel-firstboot
 
 # --- config ---------------------------------------------------------------
 # One line per field: the include list (with the kernel package), the suites,
@@ -141,7 +145,7 @@ EOF
 # --- osbuild ----------------------------------------------------------------
 CACHE=$W/cache
 mkdir "$CACHE"
-OSB=("$OSBUILD" build "$CONFIG" --cache "$CACHE" --init-binary "$INIT")
+OSB=("$OSBUILD" build "$CONFIG" --cache "$CACHE" --init-binary "$INIT" --firstboot-binary "$FIRSTBOOT")
 
 # Cold: empty cache, network. --keep-work so the erofs root can be measured
 # afterwards; it only skips deleting the staging tree at the end.

@@ -25,6 +25,10 @@ declare -A NEED=(
   [ignition-validate]=ignition
   [systemd-analyze]=systemd
   [systemd-escape]=systemd
+  [ssh]=openssh-client
+  [ssh-keygen]=openssh-client
+  [readelf]=binutils
+  [openssl]=openssl
 )
 FILES=(/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/share/keyrings/debian-archive-keyring.gpg:debian-archive-keyring)
 

@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod merge;
 pub mod provision;
 pub mod report;
 pub mod url;

@@ -3,15 +3,14 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use keel_firstboot::provision::Fetchers;
 
 /// Reads Ignition configs (spec 3.0.0 through 3.6.0) for Keel nodes and
-/// applies them to a directory tree.
-///
-/// Applying at a node's first boot is not built yet.
+/// applies them: to a directory tree (`apply`), or to the node itself at
+/// its first boot (`run`, which keel-init starts before any unit).
 #[derive(Parser)]
 #[command(name = "keel-firstboot", version, propagate_version = true)]
 struct Cli {
@@ -35,12 +34,16 @@ enum Command {
     /// The config is validated first (as `validate` does; any error stops
     /// here). Then files, directories, links, users and groups (in
     /// ROOT/etc/passwd and friends) and systemd units are written below
-    /// ROOT; on any failure ROOT is put back as it was. Every source
-    /// (`data:`, http, https; 5xx and network errors retried six times) is
-    /// fetched and checked before the first write. Kernel arguments,
-    /// disks, filesystems, merged configs, proxies and extra TLS CAs are
-    /// refused as not built yet, before anything is written. Setting owners
-    /// needs root.
+    /// ROOT; on any failure ROOT is put back as it was. Configs named in
+    /// `ignition.config.merge` and `replace` are fetched, checked and
+    /// merged first, then every source (`data:`, http, https; 5xx and
+    /// network errors retried six times, with the config's
+    /// `ignition.timeouts`) is fetched and checked before the first write.
+    /// https trusts ROOT/etc/ssl/certs/ca-certificates.crt plus the
+    /// config's `ignition.security.tls` CAs when it lists any. Disks,
+    /// filesystems and proxies are refused as not built yet, and kernel
+    /// arguments (a tree has no boot entry), before anything is written.
+    /// Setting owners needs root.
     Apply {
         /// The tree to apply to (a node's `/`, or an image tree).
         #[arg(long)]
@@ -58,7 +61,11 @@ enum Command {
     /// is an empty config. If the record exists, nothing is done (exit 0).
     /// On any failure nothing is applied, no record is written (the next
     /// run starts again), the reason is printed as `keel-firstboot: failed:
-    /// …`, and the exit code is 1. keel-init does not run this at boot yet.
+    /// …`, and the exit code is 1. keel-init runs this before any unit on
+    /// every boot until the record exists.
+    ///
+    /// The network is brought up (with --network-up) only when a config or
+    /// a resource has an http or https source.
     Run {
         /// The node's root.
         #[arg(long, default_value = "/")]
@@ -72,7 +79,33 @@ enum Command {
         /// Where the ESP is mounted.
         #[arg(long, default_value = "/run/keel/esp")]
         esp: PathBuf,
+        /// The command that brings the network up and exits once it is up,
+        /// run before the first http or https fetch (words split on
+        /// spaces; empty: the network is up already). The default takes
+        /// a DHCP lease on every link and leaves it configured.
+        #[arg(
+            long,
+            default_value = "dhcpcd --oneshot --waitip=4 --timeout=30 --noipv4ll"
+        )]
+        network_up: String,
+        /// The booted boot entry on the mounted ESP, whose options
+        /// `kernelArguments` edit (keel-init passes it). When the kernel
+        /// command line changes, the exit code is 100: the config is
+        /// applied and recorded, and the node must reboot to use it.
+        #[arg(long, value_name = "FILE")]
+        boot_entry: Option<PathBuf>,
     },
+}
+
+/// `run`'s exit code when the node must reboot (keel-init's
+/// `firstboot::EXIT_REBOOT`).
+const EXIT_REBOOT: u8 = 100;
+
+/// What a command asks the process to exit with.
+enum Done {
+    Ok,
+    Failed,
+    Reboot,
 }
 
 fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
@@ -111,22 +144,23 @@ fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
         return Ok(false);
     };
     anyhow::ensure!(root.is_dir(), "root {} is not a directory", root.display());
-    let net = network(Some(&parsed.config));
-    keel_firstboot::apply::apply(root, &parsed.config, &net, &keel_firstboot::apply::RealSys)
+    let fetchers = keel_firstboot::provision::NodeFetchers::new(
+        root,
+        keel_firstboot::apply::NetworkUp::new(Vec::new()),
+    );
+    let origin = keel_firstboot::provision::Origin::File(file.clone());
+    let config = match keel_firstboot::provision::prepare(&origin, parsed, &fetchers) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{e}");
+            return Ok(false);
+        }
+    };
+    let net = fetchers.for_config(Some(&config));
+    keel_firstboot::apply::apply(root, &config, net.as_ref(), &keel_firstboot::apply::RealSys)
         .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
     println!("applied {} to {}", file.display(), root.display());
     Ok(true)
-}
-
-fn network(config: Option<&keel_firstboot::config::Config>) -> keel_firstboot::apply::Network {
-    let timeouts = config.and_then(|c| c.ignition.timeouts.as_ref());
-    let secs = |v: Option<i64>| v.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64));
-    keel_firstboot::apply::Network::new(
-        6,
-        Duration::from_secs(1),
-        secs(timeouts.and_then(|t| t.http_response_headers)).unwrap_or(Duration::from_secs(10)),
-        secs(timeouts.and_then(|t| t.http_total)),
-    )
 }
 
 fn provision(
@@ -134,7 +168,9 @@ fn provision(
     cmdline: &std::path::Path,
     fw_cfg: &std::path::Path,
     esp: &std::path::Path,
-) -> anyhow::Result<bool> {
+    network_up: &str,
+    boot_entry: Option<&std::path::Path>,
+) -> anyhow::Result<Done> {
     use keel_firstboot::provision::{self, Outcome, Sources};
     let cmdline = std::fs::read_to_string(cmdline)
         .with_context(|| format!("reading the kernel command line {}", cmdline.display()))?;
@@ -143,45 +179,79 @@ fn provision(
         fw_cfg: fw_cfg.join(provision::FW_CFG_NAME).join("raw"),
         esp: esp.join(provision::ESP_CONFIG),
     };
+    let fetchers = provision::NodeFetchers::new(
+        root,
+        keel_firstboot::apply::NetworkUp::new(
+            network_up.split_whitespace().map(str::to_string).collect(),
+        ),
+    );
+    let entry = boot_entry.ok_or("the booted boot entry is not known (no --boot-entry)");
     match provision::run(
         root,
         &sources,
-        &network(None),
+        &fetchers,
         &keel_firstboot::apply::RealSys,
+        entry,
     ) {
         Ok(Outcome::AlreadyProvisioned) => {
             println!(
                 "keel-firstboot: already provisioned ({})",
                 root.join(provision::STATE_FILE).display()
             );
-            Ok(true)
+            Ok(Done::Ok)
         }
-        Ok(Outcome::Applied { origin, sha256 }) => {
+        Ok(Outcome::Applied {
+            origin,
+            sha256,
+            reboot,
+        }) => {
             println!("keel-firstboot: applied {origin} (sha256 {sha256})");
-            Ok(true)
+            if reboot {
+                println!("keel-firstboot: the kernel command line changed; the node must reboot");
+                return Ok(Done::Reboot);
+            }
+            Ok(Done::Ok)
         }
         Err(e) => {
             println!("keel-firstboot: failed: {e}");
-            Ok(false)
+            Ok(Done::Failed)
         }
+    }
+}
+
+fn done(ok: bool) -> Done {
+    if ok {
+        Done::Ok
+    } else {
+        Done::Failed
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Validate { file } => validate(file),
-        Command::Apply { root, config } => apply(root, config),
+        Command::Validate { file } => validate(file).map(done),
+        Command::Apply { root, config } => apply(root, config).map(done),
         Command::Run {
             root,
             cmdline,
             fw_cfg,
             esp,
-        } => provision(root, cmdline, fw_cfg, esp),
+            network_up,
+            boot_entry,
+        } => provision(
+            root,
+            cmdline,
+            fw_cfg,
+            esp,
+            network_up,
+            boot_entry.as_deref(),
+        ),
     };
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(Done::Ok) => ExitCode::SUCCESS,
+        Ok(Done::Failed) => ExitCode::FAILURE,
+        Ok(Done::Reboot) => ExitCode::from(EXIT_REBOOT),
         Err(e) => {
             eprintln!("keel-firstboot: error: {e:#}");
             ExitCode::FAILURE

@@ -16,7 +16,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ignition_config::v3_6::Resource;
+use ignition_config::v3_6::{Config, Resource};
 use sha2::{Digest, Sha256};
 
 use crate::apply::{self, ApplyError, Fetch, Sys};
@@ -24,7 +24,7 @@ use crate::config::{self, ParseError};
 use crate::report::Report;
 
 /// Where success is recorded, below the root.
-pub const STATE_FILE: &str = "var/lib/keel/firstboot.json";
+pub const STATE_FILE: &str = keel_core::layout::FIRSTBOOT_STATE.split_at(1).1;
 /// The kernel command line key for the config URL.
 pub const CMDLINE_KEY: &str = "ignition.config.url";
 /// QEMU's fw_cfg entry for Ignition configs (as Fedora CoreOS reads it).
@@ -32,7 +32,7 @@ pub const FW_CFG_NAME: &str = "opt/com.coreos/config";
 /// Where the kernel shows fw_cfg entries.
 pub const FW_CFG_DIR: &str = "/sys/firmware/qemu_fw_cfg/by_name";
 /// The config file's path on the ESP.
-pub const ESP_CONFIG: &str = "keel/ignition.json";
+pub const ESP_CONFIG: &str = keel_core::layout::ESP_IGNITION_CONFIG;
 
 /// Where to look for the config on this machine.
 #[derive(Debug, Clone)]
@@ -52,6 +52,8 @@ pub enum Origin {
     Cmdline(String),
     FwCfg(PathBuf),
     Esp(PathBuf),
+    /// A file given on the command line (`keel-firstboot apply`).
+    File(PathBuf),
     None,
 }
 
@@ -61,6 +63,7 @@ impl std::fmt::Display for Origin {
             Origin::Cmdline(u) => write!(f, "{CMDLINE_KEY}={u}"),
             Origin::FwCfg(p) => write!(f, "fw_cfg {FW_CFG_NAME} ({})", p.display()),
             Origin::Esp(p) => write!(f, "ESP file {}", p.display()),
+            Origin::File(p) => write!(f, "{}", p.display()),
             Origin::None => f.write_str("no config"),
         }
     }
@@ -78,6 +81,12 @@ pub enum ProvisionError {
     },
     #[error("config from {origin} is invalid:\n{report}")]
     Invalid { origin: Origin, report: Report },
+    #[error("config from {origin}: {source}")]
+    Reference {
+        origin: Origin,
+        #[source]
+        source: RenderError,
+    },
     #[error("applying the config from {origin}: {source}")]
     Apply {
         origin: Origin,
@@ -96,9 +105,216 @@ pub enum ProvisionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Applied now (or nothing to apply); recorded in [`STATE_FILE`].
-    Applied { origin: Origin, sha256: String },
+    /// `reboot`: the config changed the kernel command line, which only
+    /// the next boot uses.
+    Applied {
+        origin: Origin,
+        sha256: String,
+        reboot: bool,
+    },
     /// An earlier boot applied a config; nothing was done.
     AlreadyProvisioned,
+}
+
+/// Makes the fetcher for a config's references and resources: the
+/// config's `ignition.timeouts` shape the network client (`None` for the
+/// config itself, which is fetched with Ignition's defaults).
+pub trait Fetchers {
+    fn for_config(&self, config: Option<&Config>) -> Box<dyn Fetch + '_>;
+}
+
+impl Fetchers for apply::InlineOnly {
+    fn for_config(&self, _config: Option<&Config>) -> Box<dyn Fetch + '_> {
+        Box::new(apply::InlineOnly)
+    }
+}
+
+/// The fetchers of a node (or of a tree being provisioned): http and
+/// https with each config's `ignition.timeouts` and
+/// `ignition.security.tls.certificateAuthorities`, the network brought up
+/// on first need.
+pub struct NodeFetchers {
+    root: PathBuf,
+    up: apply::NetworkUp,
+}
+
+/// Where a root keeps the CA bundle that the extra CAs are added to.
+pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+
+impl NodeFetchers {
+    /// `root` holds the CA bundle ([`CA_BUNDLE`]) trusted together with a
+    /// config's CAs.
+    pub fn new(root: &Path, up: apply::NetworkUp) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            up,
+        }
+    }
+
+    fn client(&self, config: Option<&Config>) -> Result<apply::Client, (String, String)> {
+        let mut client = apply::Client::default();
+        let Some(config) = config else {
+            return Ok(client);
+        };
+        if let Some(t) = &config.ignition.timeouts {
+            let secs = |v: Option<i64>| {
+                v.filter(|s| *s > 0)
+                    .map(|s| std::time::Duration::from_secs(s.unsigned_abs()))
+            };
+            if let Some(d) = secs(t.http_response_headers) {
+                client.response_headers = d;
+            }
+            client.total = secs(t.http_total);
+        }
+        let cas = config
+            .ignition
+            .security
+            .as_ref()
+            .and_then(|s| s.tls.as_ref())
+            .and_then(|t| t.certificate_authorities.as_ref())
+            .filter(|c| !c.is_empty());
+        let Some(cas) = cas else { return Ok(client) };
+        // The CAs themselves come with the plain client.
+        let plain = apply::Online {
+            inner: apply::Network::with_client(6, std::time::Duration::from_secs(1), &client),
+            up: &self.up,
+        };
+        let mut roots = Vec::new();
+        let bundle = self.root.join(CA_BUNDLE);
+        match fs::read(&bundle) {
+            Ok(text) => roots.extend(
+                apply::fetch::pem_certificates(&text)
+                    .map_err(|e| (bundle.display().to_string(), e))?,
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err((bundle.display().to_string(), e.to_string())),
+        }
+        for (i, ca) in cas.iter().enumerate() {
+            let name = format!(
+                "certificate authority {i} ({})",
+                ca.source.as_deref().unwrap_or("")
+            );
+            let text = apply::fetch::resource(&plain, ca)
+                .map_err(|e| (name.clone(), e.to_string()))?
+                .unwrap_or_default();
+            roots.extend(apply::fetch::pem_certificates(&text).map_err(|e| (name, e))?);
+        }
+        client.roots = Some(roots);
+        Ok(client)
+    }
+}
+
+impl Fetchers for NodeFetchers {
+    fn for_config(&self, config: Option<&Config>) -> Box<dyn Fetch + '_> {
+        match self.client(config) {
+            Ok(client) => Box::new(apply::Online {
+                inner: apply::Network::with_client(6, std::time::Duration::from_secs(1), &client),
+                up: &self.up,
+            }),
+            Err((url, reason)) => Box::new(apply::Failing { url, reason }),
+        }
+    }
+}
+
+/// How deep configs may reference configs (Ignition sets no bound; a
+/// config that references itself would never end).
+pub const MAX_DEPTH: usize = 10;
+
+/// A referenced config (`ignition.config.merge` or `replace`) that could
+/// not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("referenced config {0}")]
+    Fetch(#[from] apply::FetchError),
+    #[error("referenced config {url}: {source}")]
+    Parse {
+        url: String,
+        #[source]
+        source: ParseError,
+    },
+    #[error("referenced config {url} is invalid:\n{report}")]
+    Invalid { url: String, report: Report },
+    #[error("referenced config {url}: configs reference configs more than {MAX_DEPTH} deep")]
+    TooDeep { url: String },
+}
+
+/// Ignition's rendering: with `ignition.config.replace`, the referenced
+/// config (rendered in turn) is the config; otherwise every config of
+/// `ignition.config.merge` is fetched, rendered and merged in, in order
+/// (see [`crate::merge`]). Each referenced config is verified
+/// (`verification.hash`, over its decompressed bytes), parsed (any 3.x
+/// version) and validated before it is used. Returns the config and
+/// whether anything was referenced.
+pub fn render(config: Config, fetchers: &dyn Fetchers) -> Result<(Config, bool), RenderError> {
+    let referenced = config.ignition.config.as_ref().is_some_and(|c| {
+        c.replace.as_ref().is_some_and(|r| r.source.is_some())
+            || c.merge.as_ref().is_some_and(|m| !m.is_empty())
+    });
+    Ok((render_at(config, fetchers, 0)?, referenced))
+}
+
+fn render_at(config: Config, fetchers: &dyn Fetchers, depth: usize) -> Result<Config, RenderError> {
+    let refs = config.ignition.config.clone().unwrap_or_default();
+    let fetch = fetchers.for_config(Some(&config));
+    if let Some(replace) = refs.replace.filter(|r| r.source.is_some()) {
+        let child = referenced(&replace, fetch.as_ref(), depth)?;
+        return render_at(child, fetchers, depth + 1);
+    }
+    let mut merged = config;
+    for r in refs.merge.unwrap_or_default() {
+        let child = referenced(&r, fetch.as_ref(), depth)?;
+        let child = render_at(child, fetchers, depth + 1)?;
+        merged = crate::merge::merge(&merged, &child);
+    }
+    Ok(merged)
+}
+
+fn referenced(r: &Resource, fetch: &dyn Fetch, depth: usize) -> Result<Config, RenderError> {
+    let url = r.source.clone().unwrap_or_default();
+    if depth >= MAX_DEPTH {
+        return Err(RenderError::TooDeep { url });
+    }
+    let bytes = apply::fetch::resource(fetch, r)?.unwrap_or_default();
+    let parsed = config::parse(&bytes).map_err(|source| RenderError::Parse {
+        url: url.clone(),
+        source,
+    })?;
+    let report = crate::validate::validate(&parsed);
+    if report.is_fatal() {
+        return Err(RenderError::Invalid { url, report });
+    }
+    Ok(parsed.config)
+}
+
+/// A parsed and valid config made ready to apply: references rendered,
+/// and the result validated again (as the newest spec) when there were
+/// any, since merging two valid configs can make an invalid one.
+pub fn prepare(
+    origin: &Origin,
+    parsed: config::Parsed,
+    fetchers: &dyn Fetchers,
+) -> Result<Config, ProvisionError> {
+    let (config, referenced) =
+        render(parsed.config, fetchers).map_err(|source| ProvisionError::Reference {
+            origin: origin.clone(),
+            source,
+        })?;
+    if referenced {
+        let merged = config::Parsed {
+            version: semver::Version::new(3, 6, 0),
+            config,
+            report: Report::default(),
+        };
+        let report = crate::validate::validate(&merged);
+        if report.is_fatal() {
+            return Err(ProvisionError::Invalid {
+                origin: origin.clone(),
+                report,
+            });
+        }
+        return Ok(merged.config);
+    }
+    Ok(config)
 }
 
 /// The value of `key=` on a kernel command line (the last one wins).
@@ -148,18 +364,23 @@ pub fn find(sources: &Sources, fetch: &dyn Fetch) -> Result<(Origin, Vec<u8>), P
 /// The first boot on `root`: unless [`STATE_FILE`] says it happened,
 /// find, validate and apply the config, then record it. A failure leaves
 /// no state file, so the next boot tries again from the start.
+///
+/// `boot_entry` is the booted boot entry that `kernelArguments` edit, or
+/// why there is none.
 pub fn run(
     root: &Path,
     sources: &Sources,
-    fetch: &dyn Fetch,
+    fetchers: &dyn Fetchers,
     sys: &dyn Sys,
+    boot_entry: Result<&Path, &str>,
 ) -> Result<Outcome, ProvisionError> {
     let state = root.join(STATE_FILE);
     if state.exists() {
         return Ok(Outcome::AlreadyProvisioned);
     }
-    let (origin, bytes) = find(sources, fetch)?;
+    let (origin, bytes) = find(sources, fetchers.for_config(None).as_ref())?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
+    let mut reboot = false;
     if origin != Origin::None {
         let parsed = config::parse(&bytes).map_err(|source| ProvisionError::Parse {
             origin: origin.clone(),
@@ -169,10 +390,14 @@ pub fn run(
         if report.is_fatal() {
             return Err(ProvisionError::Invalid { origin, report });
         }
-        apply::apply(root, &parsed.config, fetch, sys).map_err(|source| ProvisionError::Apply {
-            origin: origin.clone(),
-            source: Box::new(source),
-        })?;
+        let config = prepare(&origin, parsed, fetchers)?;
+        let fetch = fetchers.for_config(Some(&config));
+        reboot = apply::apply_node(root, &config, fetch.as_ref(), sys, boot_entry).map_err(
+            |source| ProvisionError::Apply {
+                origin: origin.clone(),
+                source: Box::new(source),
+            },
+        )?;
     }
     let record = serde_json::json!({
         "source": origin.to_string(),
@@ -189,7 +414,11 @@ pub fn run(
     let tmp = state.with_extension("json.tmp");
     fs::write(&tmp, format!("{record:#}\n")).map_err(err)?;
     fs::rename(&tmp, &state).map_err(err)?;
-    Ok(Outcome::Applied { origin, sha256 })
+    Ok(Outcome::Applied {
+        origin,
+        sha256,
+        reboot,
+    })
 }
 
 #[cfg(test)]
@@ -247,7 +476,14 @@ mod tests {
         fs::create_dir_all(&root).unwrap();
         let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, CFG);
         let s = sources(d, &format!("ignition.config.url=data:;base64,{b64}"));
-        let out = run(&root, &s, &InlineOnly, &RecordingSys::default()).unwrap();
+        let out = run(
+            &root,
+            &s,
+            &InlineOnly,
+            &RecordingSys::default(),
+            Err("no boot entry in tests"),
+        )
+        .unwrap();
         assert!(matches!(out, Outcome::Applied { .. }), "{out:?}");
         assert_eq!(fs::read(root.join("etc/motd")).unwrap(), b"provisioned");
         let state = fs::read_to_string(root.join(STATE_FILE)).unwrap();
@@ -255,7 +491,14 @@ mod tests {
         // A later boot changes nothing, even if the file was edited since.
         fs::write(root.join("etc/motd"), "edited").unwrap();
         assert_eq!(
-            run(&root, &s, &InlineOnly, &RecordingSys::default()).unwrap(),
+            run(
+                &root,
+                &s,
+                &InlineOnly,
+                &RecordingSys::default(),
+                Err("no boot entry in tests")
+            )
+            .unwrap(),
             Outcome::AlreadyProvisioned
         );
         assert_eq!(fs::read(root.join("etc/motd")).unwrap(), b"edited");
@@ -273,7 +516,14 @@ mod tests {
             r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a"},{"path":"relative"}]}}"#,
         )
         .unwrap();
-        let e = run(&root, &s, &InlineOnly, &RecordingSys::default()).unwrap_err();
+        let e = run(
+            &root,
+            &s,
+            &InlineOnly,
+            &RecordingSys::default(),
+            Err("no boot entry in tests"),
+        )
+        .unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("is invalid:\nerror at $.storage.files.1.path: path not absolute"),
@@ -283,13 +533,118 @@ mod tests {
         assert!(!root.join("etc/a").exists());
         fs::write(&s.fw_cfg, CFG).unwrap();
         assert!(matches!(
-            run(&root, &s, &InlineOnly, &RecordingSys::default()).unwrap(),
+            run(
+                &root,
+                &s,
+                &InlineOnly,
+                &RecordingSys::default(),
+                Err("no boot entry in tests")
+            )
+            .unwrap(),
             Outcome::Applied {
                 origin: Origin::FwCfg(_),
                 ..
             }
         ));
         assert!(root.join(STATE_FILE).exists());
+    }
+
+    fn data_url(text: &str) -> String {
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, text);
+        format!("data:;base64,{b64}")
+    }
+
+    fn with_refs(kind: &str, child: &str, hash: Option<String>) -> String {
+        let r = serde_json::json!({
+            "source": data_url(child),
+            "verification": {"hash": hash},
+        });
+        let refs = if kind == "merge" {
+            serde_json::json!({"merge": [r]})
+        } else {
+            serde_json::json!({"replace": r})
+        };
+        serde_json::json!({
+            "ignition": {"version": "3.2.0", "config": refs},
+            "storage": {"files": [{"path": "/etc/parent", "contents": {"source": "data:,p"}}]}
+        })
+        .to_string()
+    }
+
+    fn provision_with(root: &Path, d: &Path, config: &str) -> Result<Outcome, ProvisionError> {
+        let s = sources(d, &format!("ignition.config.url={}", data_url(config)));
+        run(
+            root,
+            &s,
+            &InlineOnly,
+            &RecordingSys::default(),
+            Err("no boot entry in tests"),
+        )
+    }
+
+    #[test]
+    fn merged_and_replacing_configs_are_verified_and_used() {
+        use sha2::Sha512;
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let sha512 = |b: &str| Some(format!("sha512-{}", hex::encode(Sha512::digest(b))));
+
+        let root = d.join("merged");
+        fs::create_dir_all(&root).unwrap();
+        provision_with(&root, d, &with_refs("merge", CFG, sha512(CFG))).unwrap();
+        assert_eq!(fs::read(root.join("etc/parent")).unwrap(), b"p");
+        assert_eq!(fs::read(root.join("etc/motd")).unwrap(), b"provisioned");
+
+        let root = d.join("replaced");
+        fs::create_dir_all(&root).unwrap();
+        provision_with(&root, d, &with_refs("replace", CFG, None)).unwrap();
+        assert!(!root.join("etc/parent").exists());
+        assert_eq!(fs::read(root.join("etc/motd")).unwrap(), b"provisioned");
+
+        // A wrong hash: nothing applied, nothing recorded.
+        let root = d.join("wrong");
+        fs::create_dir_all(&root).unwrap();
+        let wrong = sha512("something else");
+        let e = provision_with(&root, d, &with_refs("merge", CFG, wrong)).unwrap_err();
+        assert!(
+            e.to_string().contains("hash mismatch: expected sha512-"),
+            "{e}"
+        );
+        assert!(!root.join("etc/parent").exists() && !root.join(STATE_FILE).exists());
+
+        // An invalid child names itself and its problem.
+        let bad = r#"{"ignition":{"version":"3.0.0"},"storage":{"files":[{"path":"x"}]}}"#;
+        let e = provision_with(&root, d, &with_refs("merge", bad, None)).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("referenced config data:;base64,")
+                && text.contains("is invalid:\nerror at $.storage.files.0.path: path not absolute"),
+            "{text}"
+        );
+        // So does a merge whose result is invalid: here a path that is a
+        // file in the parent and a directory in the child is fine (the
+        // child wins), but a file below a link is not.
+        let child = r#"{"ignition":{"version":"3.0.0"},"storage":{"links":[{"path":"/etc","target":"/x"}]}}"#;
+        let e = provision_with(&root, d, &with_refs("merge", child, None)).unwrap_err();
+        assert!(e.to_string().contains("is invalid:"), "{e}");
+        assert!(!root.join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn a_config_that_references_itself_ends() {
+        // A replace chain deeper than MAX_DEPTH.
+        let mut config = CFG.to_string();
+        for _ in 0..=MAX_DEPTH {
+            config = serde_json::json!({
+                "ignition": {"version": "3.6.0", "config": {"replace": {"source": data_url(&config)}}}
+            })
+            .to_string();
+        }
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        let e = provision_with(&root, t.path(), &config).unwrap_err();
+        assert!(e.to_string().contains("more than 10 deep"), "{e}");
     }
 
     #[test]
@@ -302,6 +657,7 @@ mod tests {
             &sources(t.path(), ""),
             &InlineOnly,
             &RecordingSys::default(),
+            Err("no boot entry in tests"),
         )
         .unwrap();
         assert!(matches!(

@@ -155,3 +155,169 @@ fn a_config_with_an_unfetchable_resource_writes_nothing() {
         b"good\n"
     );
 }
+
+/// `openssl s_server -WWW` on the loopback: a real TLS server that serves
+/// the files of its directory, with a certificate for 127.0.0.1 signed
+/// by a CA of its own (`cert`). Killed when dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    cert: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    fn start(files: &[(&str, &[u8])]) -> TlsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A CA, and a server certificate for 127.0.0.1 that it signs.
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &["-days", "2", "-subj", "/CN=keel-test-ca"],
+            ]
+            .concat()
+            .iter()
+            .copied()
+            .chain(["-keyout", "ca-key.pem", "-out", "ca.pem"])
+            .collect::<Vec<_>>(),
+        );
+        openssl(
+            &[
+                &["req"],
+                &ec[..],
+                &[
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "req.pem",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "req.pem",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "cert.pem",
+        ]);
+        for (name, body) in files {
+            std::fs::write(d.join(name), body).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("openssl")
+            .args([
+                "s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem",
+            ])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .current_dir(d)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "openssl s_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let cert = std::fs::read(d.join("ca.pem")).unwrap();
+        TlsServer {
+            child,
+            port,
+            cert,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_trusts_the_configs_certificate_authorities() {
+    use keel_firstboot::provision::{Fetchers, NodeFetchers};
+    let srv = TlsServer::start(&[("motd", b"over tls\n")]);
+    let root = tempfile::tempdir().unwrap();
+    let fetchers = NodeFetchers::new(root.path(), apply::NetworkUp::new(Vec::new()));
+    let config = |cas: serde_json::Value| {
+        let text = serde_json::json!({
+            "ignition": {"version": "3.4.0", "security": {"tls": {"certificateAuthorities": cas}}}
+        });
+        config::parse(text.to_string().as_bytes()).unwrap().config
+    };
+    let file = res(&srv.url("/motd"));
+
+    // The Mozilla roots do not know the server's certificate: refused, at
+    // once (a TLS error is not retried).
+    let plain = config(serde_json::json!([]));
+    let started = Instant::now();
+    let e = apply::fetch::resource(fetchers.for_config(Some(&plain)).as_ref(), &file).unwrap_err();
+    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // With the server's CA (a data URL, as Butane writes it), the
+    // same fetch works.
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &srv.cert);
+    let with_ca = config(serde_json::json!([{"source": format!("data:;base64,{b64}")}]));
+    let got = apply::fetch::resource(fetchers.for_config(Some(&with_ca)).as_ref(), &file)
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"over tls\n");
+
+    // A CA that is not a certificate is named, and nothing is fetched.
+    let bad = config(serde_json::json!([{"source": "data:,not%20a%20certificate"}]));
+    let e = apply::fetch::resource(fetchers.for_config(Some(&bad)).as_ref(), &file).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "certificate authority 0 (data:,not%20a%20certificate): no PEM certificate in it"
+    );
+}

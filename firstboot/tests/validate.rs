@@ -183,13 +183,14 @@ fn the_apply_command_writes_a_root_or_nothing() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("error at $.storage.files.1.path: path not absolute"));
     assert!(!root.join("etc/new").exists());
-    // Not built yet: refused before writing.
+    // A tree has no boot entry: kernel arguments are refused before
+    // anything is written.
     let kargs = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/new"}]},"kernelArguments":{"shouldExist":["quiet"]}}"#;
     let out = cli(&["apply", "--root", r, "--config", "-"], Some(kargs));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("$.kernelArguments: kernelArguments is not applied by Keel yet"),
+        err.contains("$.kernelArguments: kernel arguments cannot be applied: a directory tree has no boot entry to edit"),
         "{err}"
     );
     assert!(!root.join("etc/new").exists());
@@ -226,6 +227,9 @@ fn the_run_command_provisions_once_from_the_command_line_url() {
             dir.path().join("no-fw-cfg").display().to_string(),
             "--esp".into(),
             dir.path().join("no-esp").display().to_string(),
+            // The host's network is up; never run a DHCP client here.
+            "--network-up".into(),
+            String::new(),
         ]
     };
     let a = args(&cmdline);
@@ -263,4 +267,67 @@ fn the_run_command_provisions_once_from_the_command_line_url() {
         2,
         "the config was fetched again after provisioning"
     );
+}
+
+#[test]
+fn the_run_command_edits_the_boot_entry_and_asks_for_a_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let entry = dir.path().join("keel-1.0+2-1.conf");
+    std::fs::write(&entry, "title Keel\noptions keel.slot=a quiet\n").unwrap();
+    let config = r#"{"ignition":{"version":"3.3.0"},"kernelArguments":{"shouldExist":["nosmt"],"shouldNotExist":["quiet"]}}"#;
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, config);
+    let cmdline = dir.path().join("cmdline");
+    std::fs::write(
+        &cmdline,
+        format!("ignition.config.url=data:;base64,{b64}\n"),
+    )
+    .unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let (r, c, e) = (
+        root.display().to_string(),
+        cmdline.display().to_string(),
+        entry.display().to_string(),
+    );
+    let (fw, esp) = (d("no-fw-cfg"), d("no-esp"));
+    let mut args = vec![
+        "run",
+        "--root",
+        &r,
+        "--cmdline",
+        &c,
+        "--fw-cfg",
+        &fw,
+        "--esp",
+        &esp,
+        "--network-up",
+        "",
+    ];
+    // Without the entry: failed, nothing recorded.
+    let out = cli(&args, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the booted boot entry is not known"));
+    assert!(!root.join("var/lib/keel/firstboot.json").exists());
+    args.extend(["--boot-entry", &e]);
+    let out = cli(&args, None);
+    assert_eq!(
+        out.status.code(),
+        Some(100),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&entry).unwrap(),
+        "title Keel\noptions keel.slot=a nosmt\n"
+    );
+    assert!(root.join("var/lib/keel/firstboot.json").exists());
+    // Keel's own arguments are not the config's to change.
+    let bad =
+        r#"{"ignition":{"version":"3.3.0"},"kernelArguments":{"shouldNotExist":["keel.slot=a"]}}"#;
+    let out = cli(&["validate", "-"], Some(bad));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(
+        "error at $.kernelArguments.shouldNotExist.0: keel.slot is Keel's own kernel argument"
+    ));
 }

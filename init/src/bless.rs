@@ -140,18 +140,10 @@ fn find_esp(root: &Path) -> Result<PathBuf, BlessError> {
     by_label.ok_or(BlessError::NoEsp { uuid })
 }
 
-/// Renames the booted entry to its blessed name. Nothing to do without
-/// boot counting.
-pub fn bless(sys: &dyn Sys, root: &Path, log: &mut dyn Write) -> Result<Blessed, BlessError> {
-    let Some(path) = boot_count_path(sys, root) else {
-        return Ok(Blessed::NotCounting);
-    };
-    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-    let entry = EntryName::parse(file).map_err(|source| BlessError::Entry {
-        path: path.clone(),
-        source,
-    })?;
-    let blessed = entry.blessed().to_string();
+/// Finds the ESP the machine booted from (see [`find_esp`]) and mounts
+/// it read-write at [`ESP_MOUNT`]; the caller unmounts it.
+pub fn mount_esp(sys: &dyn Sys, root: &Path) -> Result<PathBuf, BlessError> {
+    mount_efivars(sys, root);
     let device = find_esp(root)?;
     for m in VFAT_MODULES {
         let _ = crate::early::modules::load_module(sys, root, m);
@@ -174,6 +166,22 @@ pub fn bless(sys: &dyn Sys, root: &Path, log: &mut dyn Write) -> Result<Blessed,
         path: device.clone(),
         source,
     })?;
+    Ok(mnt)
+}
+
+/// Renames the booted entry to its blessed name. Nothing to do without
+/// boot counting.
+pub fn bless(sys: &dyn Sys, root: &Path, log: &mut dyn Write) -> Result<Blessed, BlessError> {
+    let Some(path) = boot_count_path(sys, root) else {
+        return Ok(Blessed::NotCounting);
+    };
+    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+    let entry = EntryName::parse(file).map_err(|source| BlessError::Entry {
+        path: path.clone(),
+        source,
+    })?;
+    let blessed = entry.blessed().to_string();
+    let mnt = mount_esp(sys, root)?;
     let from = mnt.join(dir).join(file);
     let to = mnt.join(dir).join(&blessed);
     let renamed = fs::rename(&from, &to)

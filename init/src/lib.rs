@@ -13,6 +13,7 @@ pub mod control;
 pub mod early;
 pub mod error;
 pub mod ext4;
+pub mod firstboot;
 pub mod gpt_grow;
 pub mod halt;
 pub mod keelctl;

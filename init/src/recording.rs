@@ -169,6 +169,10 @@ impl Sys for RecordingSys {
         self.record(format!("sethostname {name}"))
     }
 
+    fn link_up(&self, name: &str) -> io::Result<bool> {
+        self.record(format!("link up {name}")).map(|()| true)
+    }
+
     fn fs_magic(&self, _path: &Path) -> io::Result<i64> {
         Ok(self.fs_magic)
     }

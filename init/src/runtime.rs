@@ -16,6 +16,7 @@ use keel_core::cmdline::Cmdline;
 
 use crate::boottime::{self, Stage1Times, Startup};
 use crate::control::{self, Request, Responder, Response, UnitStatus};
+use crate::firstboot::{self, FirstBoot};
 use crate::logs::{self, Rotation, UnitLog};
 use crate::plan::MULTI_USER_TARGET;
 use crate::stage1::at;
@@ -82,6 +83,29 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         }
     }
 
+    let first_boot = first_boot(sys, root, &cmdline, &mut out);
+    if first_boot == FirstBoot::Reboot {
+        out.say("first boot: the kernel command line changed; rebooting to use it");
+        shutdown::finish(root, PowerAction::Reboot, &mut ConsoleWriter(&out.console));
+    }
+    // A failed first boot starts nothing: the node must not run half
+    // configured. The console shell stays, and so does keelctl (reboot
+    // tries again).
+    let emergency = matches!(first_boot, FirstBoot::Failed(_));
+    if let FirstBoot::Failed(how) = &first_boot {
+        out.say(&format!(
+            "first boot failed ({how}): no units started; the reason is above. \
+             The emergency shell is on the console; fix the config and reboot to try again"
+        ));
+    }
+    let load = |machine: &unit::MachineInfo| {
+        if emergency {
+            unit::Loaded::default()
+        } else {
+            unit::load_units(root, machine)
+        }
+    };
+
     let machine = unit::MachineInfo {
         hostname: std::fs::read_to_string(at(root, "/proc/sys/kernel/hostname"))
             .map(|s| s.trim().to_string())
@@ -90,23 +114,24 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
     };
-    let loaded = unit::load_units(root, &machine);
+    let loaded = load(&machine);
     let (health, warnings) = HealthConfig::from_cmdline(&cmdline);
     for w in warnings {
         out.say(&format!("warning: {w}"));
     }
     let started = Instant::now();
-    let goal = cmdline
-        .get("keel.unit")
-        .unwrap_or(MULTI_USER_TARGET)
-        .to_string();
+    let goal = match cmdline.get("keel.unit") {
+        Some(unit) if !emergency => unit,
+        _ => MULTI_USER_TARGET,
+    }
+    .to_string();
     let mut sup = match Supervisor::new(loaded, &goal, health, started) {
         Ok(s) => s,
         Err(e) => {
             out.say(&format!(
                 "error: planning {goal}: {e}; starting {MULTI_USER_TARGET}"
             ));
-            let loaded = unit::load_units(root, &machine);
+            let loaded = load(&machine);
             match Supervisor::new(loaded, MULTI_USER_TARGET, health, started) {
                 Ok(s) => s,
                 Err(e) => crate::halt::fail(
@@ -128,13 +153,18 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         Arc::clone(&console),
     );
     let info = stage2::boot_info(root);
-    let shell_enabled = cmdline.get("keel.console") == Some("shell");
+    let shell_enabled = emergency || cmdline.get("keel.console") == Some("shell");
     let mut shell = ConsoleShell::new(root, shell_enabled);
     shell.ensure(&mut out);
 
+    if emergency {
+        sup.hold_boot();
+    }
     sup.boot(&mut procs, Instant::now());
     let mut power: Option<PowerAction> = None;
-    let mut health_done = false;
+    // After a failed first boot there is nothing to judge: blessing would
+    // keep a broken node, rebooting would hide why.
+    let mut health_done = emergency;
     loop {
         for action in sup.take_actions() {
             match action {
@@ -211,6 +241,41 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         sup.tick(&mut procs, Instant::now());
         shell.ensure(&mut out);
     }
+}
+
+/// Runs the first boot if this is one; its lines go to the console and
+/// init's log. After a config was applied, what reads /etc runs again.
+fn first_boot(sys: &dyn Sys, root: &Path, cmdline: &Cmdline, out: &mut Out) -> FirstBoot {
+    if !firstboot::pending(root) {
+        return FirstBoot::Provisioned;
+    }
+    let (console, log) = (&out.console, &out.log);
+    let result = {
+        let mut own = |m: &str| {
+            let _ = writeln!(lock(console), "keel-init: {m}");
+            if let Some(log) = &log {
+                let _ = log.line(None, m);
+            }
+        };
+        let mut line = |l: &str| {
+            let _ = writeln!(lock(console), "{l}");
+            if let Some(log) = &log {
+                let _ = log.line(None, l);
+            }
+        };
+        firstboot::run(sys, root, &mut firstboot::ChildRunner, &mut own, &mut line)
+    };
+    if result == FirstBoot::Done {
+        let mut text = Vec::new();
+        early::after_first_boot(sys, root, cmdline, &mut text);
+        let _ = lock(&out.console).write_all(&text);
+        if let Some(log) = &out.log {
+            for l in String::from_utf8_lossy(&text).lines() {
+                let _ = log.line(None, l.trim_start_matches("keel-init: "));
+            }
+        }
+    }
+    result
 }
 
 struct ConsoleWriter<'a>(&'a Mutex<dyn Write + Send>);

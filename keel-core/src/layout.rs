@@ -29,6 +29,13 @@ pub const ESP_BOOT_LOADER_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 
 /// Stage 2 of `keel-init`, inside the root filesystem.
 pub const INIT_PATH: &str = "/usr/lib/keel/keel-init";
+/// `keel-firstboot`, which stage 2 runs before any unit on a first boot.
+pub const FIRSTBOOT_PATH: &str = "/usr/bin/keel-firstboot";
+/// Written by `keel-firstboot` when a node is provisioned; while it is
+/// missing, every boot is a first boot.
+pub const FIRSTBOOT_STATE: &str = "/var/lib/keel/firstboot.json";
+/// The default first-boot config on the ESP (`osbuild build --ignition`).
+pub const ESP_IGNITION_CONFIG: &str = "keel/ignition.json";
 /// Present only in the initramfs; tells `keel-init` it is stage 1.
 pub const INITRD_RELEASE: &str = "/etc/initrd-release";
 /// Name of the device-mapper device that carries the verified root.

@@ -42,6 +42,11 @@ pub struct BuildOptions {
     pub keyring: Option<PathBuf>,
     pub offline: bool,
     pub init_binary: PathBuf,
+    /// The statically linked `keel-firstboot`.
+    pub firstboot_binary: PathBuf,
+    /// An Ignition config to put on the ESP as the default first-boot
+    /// config (validated here first).
+    pub ignition: Option<PathBuf>,
     pub keep_work: bool,
 }
 
@@ -84,7 +89,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         required_tools.push("qemu-img");
     }
     tools::check_available(&required_tools)?;
-    let init_bytes = read_init_binary(&opts.init_binary)?;
+    let init_bytes = read_static_binary(&opts.init_binary, "keel-init", "--init-binary")?;
+    let firstboot_bytes = read_static_binary(
+        &opts.firstboot_binary,
+        "keel-firstboot",
+        "--firstboot-binary",
+    )?;
+    let ignition = opts.ignition.as_deref().map(read_ignition).transpose()?;
 
     fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
@@ -210,6 +221,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         &rootfs::Finish {
             os_release: &os_release,
             init_binary: &init_bytes,
+            firstboot_binary: &firstboot_bytes,
         },
     )?;
     let accounts = sysusers::apply(&root).context("creating the sysusers.d accounts")?;
@@ -358,6 +370,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
             extra_cmdline: &cfg.kernel.cmdline,
             kernel: kernel_bytes,
             initrd,
+            ignition,
         },
         u32::from_le_bytes(
             derived_uuid(&seed, "esp-fs").as_bytes()[..4]
@@ -538,11 +551,32 @@ fn find_kernel(kdir: &Path) -> Result<(String, PathBuf)> {
     }
 }
 
-/// Reads keel-init once and refuses a dynamically linked one.
-fn read_init_binary(path: &Path) -> Result<Vec<u8>> {
+/// Checks an Ignition config as a node's first boot would (warnings
+/// printed, errors fail the build) and returns its bytes.
+fn read_ignition(path: &Path) -> Result<Vec<u8>> {
+    let bytes =
+        fs::read(path).with_context(|| format!("reading Ignition config {}", path.display()))?;
+    let parsed = keel_firstboot::config::parse(&bytes)
+        .with_context(|| format!("Ignition config {}", path.display()))?;
+    let report = keel_firstboot::validate::validate(&parsed);
+    for line in report.to_string().lines() {
+        eprintln!("osbuild:   {}: {line}", path.display());
+    }
+    if report.is_fatal() {
+        bail!(
+            "Ignition config {} is invalid (see above; `keel-firstboot validate` checks it too)",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+/// Reads one of Keel's own binaries once and refuses a dynamically linked
+/// one.
+fn read_static_binary(path: &Path, name: &str, flag: &str) -> Result<Vec<u8>> {
     let data = fs::read(path).with_context(|| {
         format!(
-            "reading keel-init binary {} (build it with `make init` or pass --init-binary)",
+            "reading {name} binary {} (build it with `make init` or pass {flag})",
             path.display()
         )
     })?;
@@ -555,7 +589,7 @@ fn read_init_binary(path: &Path) -> Result<Vec<u8>> {
     });
     if dynamic {
         bail!(
-            "{} is dynamically linked; keel-init runs before any library exists and must be static (RUSTFLAGS='-C target-feature=+crt-static')",
+            "{} is dynamically linked; {name} must be static (RUSTFLAGS='-C target-feature=+crt-static'): keel-init runs before any library exists, and neither may depend on the image's libraries",
             path.display()
         );
     }

@@ -3,7 +3,8 @@
 
 use keel_core::entry::EntryName;
 use keel_core::layout::{
-    ESP_BOOT_LOADER_PATH, ESP_ENTRIES_DIR, ESP_INITRD_NAME, ESP_KERNEL_NAME, ESP_RELEASE_DIR,
+    ESP_BOOT_LOADER_PATH, ESP_ENTRIES_DIR, ESP_IGNITION_CONFIG, ESP_INITRD_NAME, ESP_KERNEL_NAME,
+    ESP_RELEASE_DIR,
 };
 use keel_core::Slot;
 
@@ -23,6 +24,8 @@ pub struct Release<'a> {
     pub extra_cmdline: &'a [String],
     pub kernel: Vec<u8>,
     pub initrd: Vec<u8>,
+    /// The default first-boot Ignition config.
+    pub ignition: Option<Vec<u8>>,
 }
 
 impl Release<'_> {
@@ -72,6 +75,9 @@ pub fn build(
     let dir = format!("{ESP_RELEASE_DIR}/{}", release.version);
     fat.add_file(&format!("{dir}/{ESP_KERNEL_NAME}"), release.kernel)?;
     fat.add_file(&format!("{dir}/{ESP_INITRD_NAME}"), release.initrd)?;
+    if let Some(config) = release.ignition {
+        fat.add_file(ESP_IGNITION_CONFIG, config)?;
+    }
     Ok(fat)
 }
 
@@ -90,6 +96,7 @@ mod tests {
             extra_cmdline: &["console=ttyS0".to_string()],
             kernel: vec![],
             initrd: vec![],
+            ignition: None,
         };
         assert_eq!(r.entry_name().to_string(), "keel-1.2+3.conf");
         let e = r.entry();

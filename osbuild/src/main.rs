@@ -51,6 +51,17 @@ enum Command {
         /// Default: $KEEL_INIT_BINARY, else keel-init next to osbuild.
         #[arg(long)]
         init_binary: Option<PathBuf>,
+        /// The statically linked keel-firstboot to put in the image.
+        /// Default: $KEEL_FIRSTBOOT_BINARY, else keel-firstboot next to
+        /// osbuild.
+        #[arg(long)]
+        firstboot_binary: Option<PathBuf>,
+        /// An Ignition config (spec 3.0.0-3.6.0) to put on the ESP as
+        /// keel/ignition.json: the config a node applies at its first boot
+        /// when the kernel command line and QEMU's fw_cfg give none. It is
+        /// validated here; an invalid config fails the build.
+        #[arg(long, value_name = "FILE")]
+        ignition: Option<PathBuf>,
         /// Root of the host whose apt configuration names mirrors and keyrings.
         #[arg(long, default_value = "/")]
         apt_root: PathBuf,
@@ -70,14 +81,15 @@ fn default_cache() -> PathBuf {
     }
 }
 
-fn default_init_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("KEEL_INIT_BINARY") {
+/// `$<env>`, else `<name>` next to osbuild.
+fn default_binary(env: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
     std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(|d| d.join("keel-init")))
-        .unwrap_or_else(|| PathBuf::from("keel-init"))
+        .and_then(|e| e.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn main() -> ExitCode {
@@ -92,6 +104,8 @@ fn main() -> ExitCode {
             cache,
             offline,
             init_binary,
+            firstboot_binary,
+            ignition,
             apt_root,
             keep_work,
         } => {
@@ -106,7 +120,11 @@ fn main() -> ExitCode {
                 mirror,
                 keyring,
                 offline,
-                init_binary: init_binary.unwrap_or_else(default_init_binary),
+                init_binary: init_binary
+                    .unwrap_or_else(|| default_binary("KEEL_INIT_BINARY", "keel-init")),
+                firstboot_binary: firstboot_binary
+                    .unwrap_or_else(|| default_binary("KEEL_FIRSTBOOT_BINARY", "keel-firstboot")),
+                ignition,
                 keep_work,
             })
             .map(|_| ())

@@ -59,6 +59,8 @@ pub struct Finish<'a> {
     pub os_release: &'a OsRelease,
     /// The statically linked `keel-init`.
     pub init_binary: &'a [u8],
+    /// The statically linked `keel-firstboot`.
+    pub firstboot_binary: &'a [u8],
 }
 
 /// Completes the root and moves its /var content to `var_dir`, which
@@ -84,6 +86,8 @@ pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsE
     write(&init, f.init_binary, 0o755)?;
     replace_with_symlink(&root.join("usr/sbin/init"), keel_core::layout::INIT_PATH)?;
     replace_with_symlink(&root.join("usr/bin/keelctl"), keel_core::layout::INIT_PATH)?;
+    let firstboot = root.join(keel_core::layout::FIRSTBOOT_PATH.trim_start_matches('/'));
+    write(&firstboot, f.firstboot_binary, 0o755)?;
 
     accounts(root)?;
 
@@ -269,6 +273,7 @@ mod tests {
             &Finish {
                 os_release: &rel,
                 init_binary: b"ELF",
+                firstboot_binary: b"ELF",
             },
         )
         .unwrap();

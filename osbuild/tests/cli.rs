@@ -32,6 +32,20 @@ fn init_binary() -> PathBuf {
     p
 }
 
+fn firstboot_binary() -> PathBuf {
+    let p = std::env::var_os("KEEL_FIRSTBOOT_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            workspace().join("target/x86_64-unknown-linux-gnu/release/keel-firstboot")
+        });
+    assert!(
+        p.is_file(),
+        "{} missing: run `make image` first",
+        p.display()
+    );
+    p
+}
+
 fn minimal_config() -> String {
     fs::read_to_string(workspace().join("image-configs/minimal.toml")).unwrap()
 }
@@ -48,6 +62,8 @@ fn osbuild(config: &str, dir: &Path, out: &Path, extra: &[&str]) -> Output {
         .arg("--offline")
         .arg("--init-binary")
         .arg(init_binary())
+        .arg("--firstboot-binary")
+        .arg(firstboot_binary())
         .args(extra)
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
@@ -207,25 +223,103 @@ fn late_failure_leaves_no_image() {
 }
 
 #[test]
-fn dynamically_linked_init_is_refused() {
+fn dynamically_linked_binaries_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("image.toml");
     fs::write(&cfg, minimal_config()).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args([
-            "build",
-            "--offline",
+    let init = init_binary();
+    let firstboot = firstboot_binary();
+    for (flag, init, firstboot) in [
+        (
             "--init-binary",
-            "/usr/bin/true",
-            "--out",
-        ])
-        .arg(tmp.path().join("out"))
-        .arg(&cfg)
-        .output()
-        .unwrap();
+            Path::new("/usr/bin/true"),
+            firstboot.as_path(),
+        ),
+        (
+            "--firstboot-binary",
+            init.as_path(),
+            Path::new("/usr/bin/true"),
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+            .args(["build", "--offline", "--init-binary"])
+            .arg(init)
+            .arg("--firstboot-binary")
+            .arg(firstboot)
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let line = error_line(&o);
+        assert!(
+            line.contains("/usr/bin/true") && line.contains("dynamically linked"),
+            "{flag}: {line}"
+        );
+    }
+}
+
+/// `--ignition`: an invalid config fails the build before anything is
+/// written, naming the file and the finding; a valid one lands on the
+/// ESP as keel/ignition.json, byte for byte.
+#[test]
+fn the_ignition_config_is_checked_and_put_on_the_esp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.ign");
+    fs::write(
+        &bad,
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"etc/motd"}]}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = osbuild(
+        &minimal_config(),
+        tmp.path(),
+        &out,
+        &["--format", "raw", "--ignition", bad.to_str().unwrap()],
+    );
     let line = error_line(&o);
     assert!(
-        line.contains("/usr/bin/true") && line.contains("dynamically linked"),
+        line.contains("bad.ign") && line.contains("invalid"),
         "{line}"
     );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("error at $.storage.files.0.path: path not absolute"),
+        "{stderr}"
+    );
+    assert!(listing(&out).is_empty(), "left behind: {:?}", listing(&out));
+
+    let good = tmp.path().join("good.ign");
+    let config = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/motd","contents":{"source":"data:,hi"}}]}}"#;
+    fs::write(&good, config).unwrap();
+    let o = osbuild(
+        &minimal_config(),
+        tmp.path(),
+        &out,
+        &["--format", "raw", "--ignition", good.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let raw = out.join("minimal-0.1.0.raw");
+    // The ESP is the first partition; mtools reads it in place.
+    let table = Command::new("sgdisk").arg("-p").arg(&raw).output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    let start: u64 = table
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("1")).then(|| w.next().unwrap().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no partition 1 in:\n{table}"));
+    let copied = tmp.path().join("copied.ign");
+    let o = Command::new("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(format!("{}@@{}", raw.display(), start * 512))
+        .arg("::keel/ignition.json")
+        .arg(&copied)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read_to_string(&copied).unwrap(), config);
 }

@@ -78,6 +78,11 @@ fn build(dir: &Path, name: &str, config: &str) -> PathBuf {
             "KEEL_INIT_BINARY",
             "target/x86_64-unknown-linux-gnu/release/keel-init",
         ))
+        .arg("--firstboot-binary")
+        .arg(from_env_or(
+            "KEEL_FIRSTBOOT_BINARY",
+            "target/x86_64-unknown-linux-gnu/release/keel-firstboot",
+        ))
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .unwrap();

@@ -79,6 +79,7 @@ fn package_of(tool: &str) -> &'static str {
         "e2fsck" => "e2fsprogs",
         "qemu-img" => "qemu-utils",
         "modprobe" => "kmod",
+        "readelf" => "binutils",
         _ => "?",
     }
 }
@@ -381,12 +382,16 @@ fn erofs_root_passes_fsck_and_extracts() {
         os_release.lines().any(|l| l == "ID=keel"),
         "usr/lib/os-release lacks ID=keel:\n{os_release}"
     );
-    let init = tree.join(layout::INIT_PATH.trim_start_matches('/'));
-    assert!(
-        init.is_file(),
-        "fsck.erofs --extract: no {}",
-        init.display()
-    );
+    for path in [layout::INIT_PATH, layout::FIRSTBOOT_PATH] {
+        let bin = tree.join(path.trim_start_matches('/'));
+        assert!(bin.is_file(), "fsck.erofs --extract: no {}", bin.display());
+        // Both run without the image's libraries: no ELF interpreter.
+        let headers = run_ok("readelf", &["--program-headers", s(&bin)]);
+        assert!(
+            headers.contains("LOAD") && !headers.contains("INTERP"),
+            "{path} is dynamically linked:\n{headers}"
+        );
+    }
 }
 
 #[test]

@@ -53,6 +53,47 @@ impl Fetch for InlineOnly {
     }
 }
 
+/// How the network client is set up: Ignition's `timeouts` and, from
+/// `ignition.security.tls.certificateAuthorities`, the certificates to
+/// trust.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Bound on connecting and on waiting for an answer's headers.
+    pub response_headers: std::time::Duration,
+    /// Bound on each whole request, if any.
+    pub total: Option<std::time::Duration>,
+    /// DER certificates to trust instead of the built-in Mozilla roots
+    /// (`None`: those roots).
+    pub roots: Option<Vec<Vec<u8>>>,
+}
+
+impl Default for Client {
+    /// Ignition's defaults: 10 s for the answer's headers, no total limit.
+    fn default() -> Self {
+        Self {
+            response_headers: std::time::Duration::from_secs(10),
+            total: None,
+            roots: None,
+        }
+    }
+}
+
+/// Every certificate in PEM `text`, as DER; an error names what is wrong.
+pub fn pem_certificates(text: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    for item in ureq::tls::parse_pem(text) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => out.push(c.der().to_vec()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("not PEM: {e}")),
+        }
+    }
+    if out.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(out)
+}
+
 /// http, https and data sources, with retries: transport errors,
 /// timeouts and 5xx answers are retried with a doubling delay, a bounded
 /// number of times; any other status is final. `httpHeaders` are sent.
@@ -73,31 +114,48 @@ impl Network {
         response_headers: std::time::Duration,
         total: Option<std::time::Duration>,
     ) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(response_headers))
-            .timeout_recv_response(Some(response_headers))
-            .timeout_global(total)
+        Self::with_client(
+            tries,
+            first_delay,
+            &Client {
+                response_headers,
+                total,
+                roots: None,
+            },
+        )
+    }
+
+    /// As [`Network::new`], set up as `client` says.
+    pub fn with_client(tries: u32, first_delay: std::time::Duration, client: &Client) -> Self {
+        let mut builder = ureq::Agent::config_builder()
+            .timeout_connect(Some(client.response_headers))
+            .timeout_recv_response(Some(client.response_headers))
+            .timeout_global(client.total)
             .http_status_as_error(false)
-            .user_agent(concat!("keel-firstboot/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .user_agent(concat!("keel-firstboot/", env!("CARGO_PKG_VERSION")));
+        if let Some(roots) = &client.roots {
+            let certs: Vec<ureq::tls::Certificate<'static>> = roots
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+                .collect();
+            builder = builder.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
         Self {
-            agent,
+            agent: builder.build().into(),
             tries: tries.max(1),
             first_delay,
         }
     }
 
-    /// Ignition's defaults: 10 s for the answer's headers, no total limit;
-    /// six tries, the first retry after a second (about a minute in all
-    /// for a server that stays down).
+    /// Ignition's defaults ([`Client::default`]); six tries, the first
+    /// retry after a second (about a minute in all for a server that
+    /// stays down).
     pub fn with_defaults() -> Self {
-        Self::new(
-            6,
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(10),
-            None,
-        )
+        Self::with_client(6, std::time::Duration::from_secs(1), &Client::default())
     }
 
     fn once(&self, source: &str, r: &Resource) -> Result<Vec<u8>, (bool, String)> {
@@ -107,7 +165,18 @@ impl Network {
                 req = req.header(h.name.as_str(), v.as_str());
             }
         }
-        let resp = req.call().map_err(|e| (true, e.to_string()))?;
+        // A certificate the client does not trust will not become trusted
+        // by asking again: TLS errors are final.
+        let resp = req.call().map_err(|e| {
+            let tls = match &e {
+                ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+                // rustls reports a refused certificate through the socket.
+                ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+                _ => false,
+            };
+            let retry = !tls;
+            (retry, e.to_string())
+        })?;
         let status = resp.status().as_u16();
         if status >= 500 {
             return Err((true, format!("server answered {status}")));
@@ -157,6 +226,86 @@ impl Fetch for Network {
                 }
             }
         }
+    }
+}
+
+/// Brings the network up, once, the first time a source needs it (as
+/// Ignition's fetch-offline stage asks for networking only when a config
+/// needs it). The command runs with our stdout and stderr; a failure is
+/// kept and reported for every later source too.
+pub struct NetworkUp {
+    command: Vec<String>,
+    done: std::sync::OnceLock<Result<(), String>>,
+}
+
+impl NetworkUp {
+    /// `command` (program and arguments) brings the network up and exits
+    /// once it is; empty means the network needs no bringing up.
+    pub fn new(command: Vec<String>) -> Self {
+        Self {
+            command,
+            done: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn ensure(&self, source: &str) -> Result<(), String> {
+        self.done
+            .get_or_init(|| {
+                let Some((program, args)) = self.command.split_first() else {
+                    return Ok(());
+                };
+                eprintln!(
+                    "keel-firstboot: {} needs the network; bringing it up: {}",
+                    shown(source),
+                    self.command.join(" ")
+                );
+                match std::process::Command::new(program)
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .status()
+                {
+                    Ok(s) if s.success() => Ok(()),
+                    Ok(s) => Err(format!("{program} {s}")),
+                    Err(e) => Err(format!("running {program}: {e}")),
+                }
+            })
+            .clone()
+    }
+}
+
+/// A fetcher whose every fetch fails for one reason (a client that could
+/// not be set up, say).
+pub struct Failing {
+    pub url: String,
+    pub reason: String,
+}
+
+impl Fetch for Failing {
+    fn get(&self, _source: &str, _r: &Resource) -> Result<Vec<u8>, FetchError> {
+        Err(FetchError::Source {
+            url: self.url.clone(),
+            reason: self.reason.clone(),
+        })
+    }
+}
+
+/// A fetcher that brings the network up (see [`NetworkUp`]) before its
+/// first http or https source.
+pub struct Online<'a, F> {
+    pub inner: F,
+    pub up: &'a NetworkUp,
+}
+
+impl<F: Fetch> Fetch for Online<'_, F> {
+    fn get(&self, source: &str, r: &Resource) -> Result<Vec<u8>, FetchError> {
+        let scheme = url::parse(source).map(|u| u.scheme).unwrap_or_default();
+        if scheme == "http" || scheme == "https" {
+            self.up.ensure(source).map_err(|e| FetchError::Source {
+                url: source.to_string(),
+                reason: format!("bringing up the network: {e}"),
+            })?;
+        }
+        self.inner.get(source, r)
     }
 }
 
@@ -232,6 +381,44 @@ mod tests {
             source: Some(source.to_string()),
             verification: Some(ignition_config::v3_6::Verification { hash }),
         }
+    }
+
+    #[test]
+    fn the_network_comes_up_once_and_only_for_remote_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let up = NetworkUp::new(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("echo x >> {}", count.display()),
+        ]);
+        let f = Online {
+            inner: InlineOnly,
+            up: &up,
+        };
+        assert_eq!(f.get("data:,a", &Resource::default()).unwrap(), b"a");
+        assert!(!count.exists());
+        for _ in 0..2 {
+            // InlineOnly refuses http, but only after the network came up.
+            let e = f
+                .get("http://10.0.2.2/c", &Resource::default())
+                .unwrap_err();
+            assert!(e.to_string().contains("only inline"), "{e}");
+        }
+        assert_eq!(std::fs::read_to_string(&count).unwrap(), "x\n");
+
+        let down = NetworkUp::new(vec!["/bin/false".into()]);
+        let f = Online {
+            inner: InlineOnly,
+            up: &down,
+        };
+        let e = f
+            .get("https://10.0.2.2/c", &Resource::default())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "https://10.0.2.2/c: bringing up the network: /bin/false exit status: 1"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod fetch;
 pub mod journal;
+pub mod kargs;
 pub mod nodes;
 pub mod passwd;
 pub mod sys;
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::report::JsonPath;
 
-pub use fetch::{Fetch, FetchError, InlineOnly, Network};
+pub use fetch::{Client, Failing, Fetch, FetchError, InlineOnly, Network, NetworkUp, Online};
 pub use sys::{RealSys, RecordingSys, Sys};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,41 +68,12 @@ fn undo_note(undo: &[String]) -> String {
 fn not_built(config: &Config) -> Option<ApplyError> {
     let root = JsonPath::root();
     let storage = config.storage.as_ref();
-    let security = config
-        .ignition
-        .security
-        .as_ref()
-        .and_then(|s| s.tls.as_ref());
     let proxy = config.ignition.proxy.as_ref();
-    let checks: [(bool, JsonPath, &'static str); 8] = [
-        (
-            security.is_some_and(|t| {
-                t.certificate_authorities
-                    .as_ref()
-                    .is_some_and(|c| !c.is_empty())
-            }),
-            root.key("ignition").key("security"),
-            "ignition.security.tls (extra CAs)",
-        ),
+    let checks: [(bool, JsonPath, &'static str); 5] = [
         (
             proxy.is_some_and(|p| p.http_proxy.is_some() || p.https_proxy.is_some()),
             root.key("ignition").key("proxy"),
             "ignition.proxy",
-        ),
-        (
-            config.ignition.config.as_ref().is_some_and(|c| {
-                c.replace.is_some() || c.merge.as_ref().is_some_and(|m| !m.is_empty())
-            }),
-            root.key("ignition").key("config"),
-            "merging or replacing configs",
-        ),
-        (
-            config.kernel_arguments.as_ref().is_some_and(|k| {
-                k.should_exist.as_ref().is_some_and(|v| !v.is_empty())
-                    || k.should_not_exist.as_ref().is_some_and(|v| !v.is_empty())
-            }),
-            root.key("kernelArguments"),
-            "kernelArguments",
         ),
         (
             storage.is_some_and(|s| s.disks.as_ref().is_some_and(|d| !d.is_empty())),
@@ -132,17 +104,65 @@ fn not_built(config: &Config) -> Option<ApplyError> {
 
 /// Applies `config` (already validated) to `root`: everything is fetched
 /// and checked first, then written; a failure part way puts the root back
-/// as it was.
+/// as it was. A config with `kernelArguments` is refused: a tree has no
+/// boot entry (see [`apply_node`]).
 pub fn apply(root: &Path, config: &Config, f: &dyn Fetch, sys: &dyn Sys) -> Result<(), ApplyError> {
+    apply_node(
+        root,
+        config,
+        f,
+        sys,
+        Err("a directory tree has no boot entry to edit"),
+    )
+    .map(|_| ())
+}
+
+/// [`apply`] on a node: `boot_entry` is the booted Boot Loader
+/// Specification entry, whose options `kernelArguments` edit (or why
+/// there is none). The entry is read and its new text made before the
+/// first write, and put in place after everything else; if that fails,
+/// the root is put back too. Returns whether the kernel command line
+/// changed (it takes effect at the next boot).
+pub fn apply_node(
+    root: &Path,
+    config: &Config,
+    f: &dyn Fetch,
+    sys: &dyn Sys,
+    boot_entry: Result<&Path, &str>,
+) -> Result<bool, ApplyError> {
     if let Some(e) = not_built(config) {
         return Err(e);
     }
+    let kargs_path = JsonPath::root().key("kernelArguments");
+    let edit = match (&config.kernel_arguments, boot_entry) {
+        (Some(k), entry) if kargs::wanted(Some(k)) => {
+            let entry = entry.map_err(|why| ApplyError::Config {
+                path: kargs_path.clone(),
+                message: format!("kernel arguments cannot be applied: {why}"),
+            })?;
+            kargs::prepare(entry, k).map_err(|message| ApplyError::Config {
+                path: kargs_path.clone(),
+                message,
+            })?
+        }
+        _ => None,
+    };
     let mut entries = match &config.storage {
         Some(s) => nodes::prepare(s, f)?,
         None => Vec::new(),
     };
     let mut journal = journal::Journal::default();
-    if let Err((path, message)) = write_all(root, config, &mut entries, &mut journal, sys) {
+    let written =
+        write_all(root, config, &mut entries, &mut journal, sys).and_then(|()| match &edit {
+            Some(e) => kargs::write(e).map_err(|err| {
+                (
+                    kargs_path.clone(),
+                    format!("writing {}: {err}", e.entry.display()),
+                )
+            }),
+            None => Ok(()),
+        });
+    if let Err((path, message)) = written {
         let undo = journal.rollback(sys);
         return Err(ApplyError::Write {
             path,
@@ -152,7 +172,7 @@ pub fn apply(root: &Path, config: &Config, f: &dyn Fetch, sys: &dyn Sys) -> Resu
     }
     let leftovers = journal.commit();
     if leftovers.is_empty() {
-        Ok(())
+        Ok(edit.is_some())
     } else {
         Err(ApplyError::Cleanup(leftovers))
     }
@@ -190,13 +210,13 @@ mod tests {
     fn what_is_not_built_is_refused_before_anything_is_written() {
         let root = tempfile::tempdir().unwrap();
         let c = parsed(
-            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a"}]},
-                "kernelArguments":{"shouldExist":["quiet"]}}"#,
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a"}],
+                "filesystems":[{"device":"/dev/vdb","format":"ext4"}]}}"#,
         );
         let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "$.kernelArguments: kernelArguments is not applied by Keel yet"
+            "$.storage.filesystems: storage.filesystems is not applied by Keel yet"
         );
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
         let c = parsed(
@@ -208,6 +228,65 @@ mod tests {
             "$.storage.files.0.contents: http://10.0.2.2/a: only inline (data:) sources here, not http"
         );
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn kernel_arguments_edit_the_boot_entry_last_and_all_or_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let esp = tempfile::tempdir().unwrap();
+        let entry = esp.path().join("keel-1.0+2-1.conf");
+        let before = "title Keel\noptions keel.slot=a quiet\n";
+        std::fs::write(&entry, before).unwrap();
+        let c = parsed(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a","contents":{"source":"data:,a"}}]},
+                "kernelArguments":{"shouldExist":["x=1"],"shouldNotExist":["quiet"]}}"#,
+        );
+        // In a tree, or without the entry, nothing is written.
+        let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "$.kernelArguments: kernel arguments cannot be applied: a directory tree has no boot entry to edit"
+        );
+        let missing = esp.path().join("gone.conf");
+        let e = apply_node(
+            root.path(),
+            &c,
+            &InlineOnly,
+            &RecordingSys::default(),
+            Ok(&missing),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("$.kernelArguments: reading "),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+
+        let changed = apply_node(
+            root.path(),
+            &c,
+            &InlineOnly,
+            &RecordingSys::default(),
+            Ok(&entry),
+        )
+        .unwrap();
+        assert!(changed);
+        assert_eq!(
+            std::fs::read_to_string(&entry).unwrap(),
+            "title Keel\noptions keel.slot=a x=1\n"
+        );
+        assert_eq!(std::fs::read(root.path().join("etc/a")).unwrap(), b"a");
+        // Applied again, the entry has what it asks for: no change.
+        let root2 = tempfile::tempdir().unwrap();
+        let again = apply_node(
+            root2.path(),
+            &c,
+            &InlineOnly,
+            &RecordingSys::default(),
+            Ok(&entry),
+        )
+        .unwrap();
+        assert!(!again);
     }
 
     fn listing(root: &Path) -> Vec<String> {

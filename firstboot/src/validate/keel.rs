@@ -9,6 +9,9 @@ use crate::url;
 
 /// Source schemes Keel fetches.
 pub const SCHEMES: [&str; 3] = ["http", "https", "data"];
+/// Kernel arguments that are Keel's contract between boot entry and
+/// init; a config may not touch them.
+pub const KEEL_KARGS: [&str; 2] = ["keel.slot", "keel.roothash"];
 /// Filesystem formats Keel creates (`none`: leave the device alone).
 pub const FORMATS: [&str; 5] = ["ext4", "xfs", "vfat", "swap", "none"];
 
@@ -55,6 +58,23 @@ pub fn keel(config: &Config) -> Report {
             .key("certificateAuthorities")
             .index(i);
         source(&mut r, at, ca);
+    }
+    if let Some(k) = &config.kernel_arguments {
+        let ka = root.key("kernelArguments");
+        for (list, args) in [
+            ("shouldExist", &k.should_exist),
+            ("shouldNotExist", &k.should_not_exist),
+        ] {
+            for (i, a) in args.iter().flatten().enumerate() {
+                let name = a.split('=').next().unwrap_or_default();
+                if KEEL_KARGS.contains(&name) {
+                    r.error(
+                        ka.key(list).index(i),
+                        format!("{name} is Keel's own kernel argument (it selects and verifies the root); a config cannot set or remove it"),
+                    );
+                }
+            }
+        }
     }
     let Some(s) = &config.storage else { return r };
     let st = root.key("storage");

@@ -79,18 +79,59 @@ pub fn run(sys: &dyn Sys, root: &Path, cmdline: &Cmdline, log: &mut dyn Write) -
     cgroup::setup(sys, root, &mut log);
     let machine_id = machine_id::ensure(root, &mut log);
     let hostname = hostname::set(sys, root, &mut log);
+    loopback(sys, &mut log);
     modules::load_device_drivers(sys, root, &mut log);
-    modules::load_configured(sys, root, cmdline, &mut log);
-    sysctl::apply(root, &mut log);
+    configure(sys, root, cmdline, machine_id, hostname, &mut log);
+    resolv::ensure(root, &mut log);
+    log.into_warnings()
+}
+
+/// Sets the loopback interface up, as systemd does first thing: the
+/// kernel then gives it 127.0.0.1 and ::1, and services that listen on
+/// them (containerd's CRI streaming server, say) find them.
+fn loopback(sys: &dyn Sys, log: &mut Log) {
+    match sys.link_up("lo") {
+        Ok(true) => log.info("loopback lo up"),
+        Ok(false) => {}
+        Err(e) => log.warn(&format!("setting the loopback interface lo up: {e}")),
+    }
+}
+
+/// Runs again what reads /etc, after a first boot's config may have
+/// changed it (`/etc/hostname`, modules-load.d, sysctl.d, tmpfiles.d):
+/// on Fedora CoreOS Ignition runs before these services, and configs
+/// are written expecting that. Returns the warnings it printed.
+pub fn after_first_boot(
+    sys: &dyn Sys,
+    root: &Path,
+    cmdline: &Cmdline,
+    log: &mut dyn Write,
+) -> Vec<String> {
+    let mut log = Log::new(log);
+    let machine_id = machine_id::ensure(root, &mut log);
+    let hostname = hostname::set(sys, root, &mut log);
+    configure(sys, root, cmdline, machine_id, hostname, &mut log);
+    log.into_warnings()
+}
+
+/// modules-load.d, sysctl.d and tmpfiles.d.
+fn configure(
+    sys: &dyn Sys,
+    root: &Path,
+    cmdline: &Cmdline,
+    machine_id: Option<String>,
+    hostname: String,
+    log: &mut Log,
+) {
+    modules::load_configured(sys, root, cmdline, log);
+    sysctl::apply(root, log);
     let specifiers = tmpfiles::Specifiers {
         machine_id,
         boot_id: boot_id(root),
         hostname,
         kernel_release: kernel_release(root).ok(),
     };
-    tmpfiles::apply(root, &specifiers, &mut log);
-    resolv::ensure(root, &mut log);
-    log.into_warnings()
+    tmpfiles::apply(root, &specifiers, log);
 }
 
 /// The running kernel's release from `<root>/proc/sys/kernel/osrelease`.
@@ -241,6 +282,7 @@ mod tests {
             [
                 "mount -t cgroup2 cgroup2 /sys/fs/cgroup -o nosuid,nodev,noexec,nsdelegate,memory_recursiveprot",
                 "sethostname node-1",
+                "link up lo",
             ]
         );
         let id = fs::read_to_string(root.join("etc/machine-id")).unwrap();
@@ -261,7 +303,8 @@ mod tests {
         let pos = |p: &str| steps.iter().position(|l| l.starts_with(p)).unwrap();
         assert!(pos("mounted cgroup2") < pos("generated machine-id"));
         assert!(pos("generated machine-id") < pos("hostname node-1"));
-        assert!(pos("hostname node-1") < pos("sysctl:"));
+        assert!(pos("hostname node-1") < pos("loopback lo up"));
+        assert!(pos("loopback lo up") < pos("sysctl:"));
         assert!(pos("sysctl:") < pos("tmpfiles:"));
         assert!(pos("tmpfiles:") < pos("created empty /etc/resolv.conf"));
     }

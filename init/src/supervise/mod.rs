@@ -88,6 +88,8 @@ pub struct Supervisor {
     stops: Vec<StopJob>,
     health: Health,
     shutting_down: bool,
+    /// The boot transaction is not run (see [`Supervisor::hold_boot`]).
+    boot_held: bool,
     actions: Vec<Action>,
 }
 
@@ -129,6 +131,7 @@ impl Supervisor {
             stops: Vec::new(),
             health: Health::new(health, now),
             shutting_down: false,
+            boot_held: false,
             actions,
         })
     }
@@ -149,6 +152,13 @@ impl Supervisor {
 
     fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
         self.loaded.aliases.get(name).map_or(name, String::as_str)
+    }
+
+    /// Keeps the boot transaction from running: none of its units, not
+    /// even its targets, becomes active, and the boot is not judged (after
+    /// a failed first boot). `keelctl` requests still work.
+    pub fn hold_boot(&mut self) {
+        self.boot_held = true;
     }
 
     /// Starts the boot transaction.
@@ -176,6 +186,7 @@ impl Supervisor {
             let mut progressed = false;
             for idx in 0..=self.starts.len() {
                 let ready = match idx {
+                    0 if self.boot_held => Vec::new(),
                     0 => self.boot.ready(),
                     i => self.starts[i - 1].plan.ready(),
                 };
@@ -276,7 +287,8 @@ impl Supervisor {
     /// Targets of finished plans become active; they have no process.
     fn collect_targets(&mut self) {
         let mut newly = Vec::new();
-        for plan in std::iter::once(&self.boot).chain(self.starts.iter().map(|j| &j.plan)) {
+        let boot = (!self.boot_held).then_some(&self.boot);
+        for plan in boot.into_iter().chain(self.starts.iter().map(|j| &j.plan)) {
             for name in plan.units() {
                 if plan.state(name) == Some(&State::Active)
                     && matches!(
@@ -362,7 +374,7 @@ impl Supervisor {
     fn after_change(&mut self, procs: &mut dyn Procs, now: Instant) {
         self.drive(procs, now);
         self.advance_stops(procs, now);
-        if !self.shutting_down {
+        if !self.shutting_down && !self.boot_held {
             self.judge(now);
         }
     }

@@ -310,3 +310,28 @@ fn units_written_after_boot_can_be_added_and_started() {
     );
     assert_eq!(p.programs(), ["/bin/late"]);
 }
+
+#[test]
+fn a_held_boot_starts_nothing_and_is_not_judged() {
+    let t0 = Instant::now();
+    let h = HealthConfig {
+        grace: Duration::from_secs(1),
+        deadline: Duration::from_secs(5),
+    };
+    let mut sup = supervisor(&[("a.service", "[Service]\nExecStart=/bin/a\n")], h, t0);
+    sup.hold_boot();
+    let mut p = FakeProcs::default();
+    sup.boot(&mut p, t0);
+    sup.tick(&mut p, t0 + Duration::from_secs(60));
+    assert!(p.spawns.is_empty(), "{:?}", p.spawns);
+    let actions = sup.take_actions();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Healthy | Action::Unhealthy(_))),
+        "{actions:?}"
+    );
+    let status = sup.status(None, t0).unwrap();
+    assert!(!status.is_empty());
+    assert!(status.iter().all(|u| u.active == "inactive"), "{status:?}");
+}

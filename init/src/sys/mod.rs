@@ -116,6 +116,9 @@ pub trait Sys {
     /// EXT4_IOC_RESIZE_FS on the file system mounted at `mountpoint`.
     fn ext4_resize(&self, mountpoint: &Path, blocks: u64) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
+    /// Sets network interface `name` up (IFF_UP), as `ip link set up`;
+    /// returns whether it was down.
+    fn link_up(&self, name: &str) -> io::Result<bool>;
     /// statfs(2) `f_type` of the file system holding `path`.
     fn fs_magic(&self, path: &Path) -> io::Result<i64>;
     /// Replaces the process image; returns only on failure (the real one).
@@ -238,6 +241,10 @@ impl Sys for RealSys {
 
     fn sethostname(&self, name: &str) -> io::Result<()> {
         calls::sethostname(name)
+    }
+
+    fn link_up(&self, name: &str) -> io::Result<bool> {
+        calls::link_up(name)
     }
 
     fn fs_magic(&self, path: &Path) -> io::Result<i64> {

@@ -18,7 +18,7 @@ pub const BASE_ENV: [(&str, &str); 4] = [
     ("SHELL", "/bin/sh"),
 ];
 
-fn base_command(program: &Path, args: &[&str]) -> Command {
+pub(crate) fn base_command(program: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args).env_clear().current_dir("/");
     for (k, v) in BASE_ENV {
