@@ -503,6 +503,17 @@ const PASSWD_CASES: &[(&str, &str, bool)] = &[
         false,
     ),
     (
+        "users-and-groups-removed",
+        r#"{"users":[{"name":"old","shouldExist":false},{"name":"ghost","shouldExist":false}],
+            "groups":[{"name":"tape","shouldExist":false},{"name":"nosuch","shouldExist":false}]}"#,
+        true,
+    ),
+    (
+        "a-primary-group-is-not-removed",
+        r#"{"groups":[{"name":"old","shouldExist":false}]}"#,
+        false,
+    ),
+    (
         "unknown-supplementary-group-refused",
         r#"{"users":[{"name":"core","groups":["nosuchgroup"]}]}"#,
         false,

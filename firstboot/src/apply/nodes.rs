@@ -209,6 +209,21 @@ pub fn make_parents(
     journal: &mut Journal,
     sys: &dyn Sys,
 ) -> io::Result<PathBuf> {
+    walk(root, dir, &mut Some((journal, sys))).map(|p| p.unwrap_or_default())
+}
+
+/// Resolves `path` (absolute, inside the config's view of the root) to a
+/// path below `root`, following symlinks inside the root; `None` when
+/// something on the way does not exist.
+pub fn resolve(root: &Path, path: &Path) -> io::Result<Option<PathBuf>> {
+    walk(root, path, &mut None)
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    create: &mut Option<(&mut Journal, &dyn Sys)>,
+) -> io::Result<Option<PathBuf>> {
     let mut pending: Vec<PathBuf> = dir
         .components()
         .filter_map(|c| match c {
@@ -249,6 +264,7 @@ pub fn make_parents(
                 }
             }
             Ok(m) if m.is_dir() => cur = next,
+            Ok(_) if create.is_none() && pending.is_empty() => cur = next,
             Ok(_) => {
                 return Err(io::Error::other(format!(
                     "{} is not a directory",
@@ -256,6 +272,9 @@ pub fn make_parents(
                 )))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some((journal, sys)) = create else {
+                    return Ok(None);
+                };
                 fs::create_dir(&next)?;
                 journal.created_dir(&next);
                 fs::set_permissions(&next, fs::Permissions::from_mode(0o755))?;
@@ -265,7 +284,7 @@ pub fn make_parents(
             Err(e) => return Err(e),
         }
     }
-    Ok(cur)
+    Ok(Some(cur))
 }
 
 fn set_meta(

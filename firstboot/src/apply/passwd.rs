@@ -17,6 +17,10 @@
 //!   those supplementary groups;
 //! - SSH keys go to `~/.ssh/authorized_keys.d/ignition` (0600, in 0700
 //!   directories owned by the user);
+//! - `shouldExist: false` removes as `groupdel` and `userdel --remove` do:
+//!   not a group that is a user's primary group; a user with its
+//!   memberships, its user group (USERGROUPS_ENAB), its mail spool and
+//!   its home, but only a home it owns;
 //! - each account file's previous version is kept as `<file>-`, as
 //!   shadow's tools do.
 //!
@@ -90,6 +94,10 @@ impl Table {
             .collect()
     }
 
+    fn remove(&mut self, name: &str) {
+        self.rows.retain(|r| r[0] != name);
+    }
+
     fn set(&mut self, name: &str, row: Vec<String>) {
         match self.find(name) {
             Some(i) => self.rows[i] = row,
@@ -112,6 +120,7 @@ struct Policy {
     home_base: String,
     group: u32,
     skel: String,
+    mail_dir: String,
 }
 
 fn keyed(text: &str, sep: char) -> Vec<(String, String)> {
@@ -164,6 +173,7 @@ impl Policy {
             home_base: ua("HOME").unwrap_or_else(|| "/home".into()),
             group: ua("GROUP").and_then(|g| g.parse().ok()).unwrap_or(100),
             skel: ua("SKEL").unwrap_or_else(|| "/etc/skel".into()),
+            mail_dir: def("MAIL_DIR").unwrap_or_else(|| "/var/mail".into()),
         }
     }
 }
@@ -292,6 +302,30 @@ fn make_home(
     sys.lchown(&file, h.uid, h.gid).map_err(kerr)
 }
 
+/// userdel with USERGROUPS_ENAB: the group of the user's name goes too
+/// when it is the user's primary group, has no members and is no other
+/// user's primary group.
+fn remove_user_group(
+    group: &mut Table,
+    gshadow: &mut Table,
+    passwd: &Table,
+    user: &[String],
+    policy: &Policy,
+) {
+    if !policy.user_groups {
+        return;
+    }
+    let Some(r) = group.find(&user[0]) else {
+        return;
+    };
+    let g = &group.rows[r];
+    let primary_elsewhere = passwd.rows.iter().any(|u| u[3] == g[2]);
+    if g[2] == user[3] && g[3].is_empty() && !primary_elsewhere {
+        group.remove(&user[0]);
+        gshadow.remove(&user[0]);
+    }
+}
+
 fn set_members(group: &mut Table, gshadow: &mut Table, user: &str, wanted: &BTreeSet<String>) {
     for (t, col) in [(group, 3usize), (gshadow, 3usize)] {
         for row in &mut t.rows {
@@ -321,14 +355,28 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
     let mut gshadow = read("etc/gshadow", 4)?;
     let policy = Policy::read(root);
     let mut homes = Vec::new();
+    // Users removed, with their passwd rows (for their homes).
+    let mut removed: Vec<(JsonPath, Vec<String>)> = Vec::new();
 
     for (i, g) in pw.groups.iter().flatten().enumerate() {
         let gp = at.key("groups").index(i);
         if g.should_exist == Some(false) {
-            return Err((
-                gp.key("shouldExist"),
-                "removing groups is not applied by Keel yet".into(),
-            ));
+            // groupdel: not while it is someone's primary group.
+            if let Some(r) = group.find(&g.name) {
+                let gid = group.rows[r][2].clone();
+                if let Some(u) = passwd.rows.iter().find(|u| u[3] == gid) {
+                    return Err((
+                        gp.key("shouldExist"),
+                        format!(
+                            "cannot remove group {}: it is the primary group of user {}",
+                            g.name, u[0]
+                        ),
+                    ));
+                }
+                group.remove(&g.name);
+                gshadow.remove(&g.name);
+            }
+            continue;
         }
         if group.find(&g.name).is_some() {
             return Err((gp, format!("group {} exists already", g.name)));
@@ -362,10 +410,22 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
     for (i, u) in pw.users.iter().flatten().enumerate() {
         let up = at.key("users").index(i);
         if u.should_exist == Some(false) {
-            return Err((
-                up.key("shouldExist"),
-                "removing users is not applied by Keel yet".into(),
-            ));
+            homes.push(false);
+            if let Some(r) = passwd.find(&u.name) {
+                let row = passwd.rows.remove(r);
+                shadow.remove(&u.name);
+                set_members(&mut group, &mut gshadow, &u.name, &BTreeSet::new());
+                for g in &mut gshadow.rows {
+                    let admins: Vec<&str> = g[2]
+                        .split(',')
+                        .filter(|a| !a.is_empty() && *a != u.name)
+                        .collect();
+                    g[2] = admins.join(",");
+                }
+                remove_user_group(&mut group, &mut gshadow, &passwd, &row, &policy);
+                removed.push((up.clone(), row));
+            }
+            continue;
         }
         let gid_of = |name: &str, group: &Table| -> Result<u32, Fail> {
             group
@@ -536,6 +596,34 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
         passwd.set(&u.name, row);
     }
 
+    // userdel --remove takes the home and the mail spool along, but only a
+    // home the user owns: anything else is an error, as userdel's.
+    let mut doomed = Vec::new();
+    for (up, row) in &removed {
+        let err = |e: std::io::Error| (up.clone(), format!("home {}: {e}", row[5]));
+        let uid: u32 = row[2].parse().unwrap_or(u32::MAX);
+        let mail = format!("{}/{}", policy.mail_dir, row[0]);
+        for (path, is_home) in [(row[5].as_str(), true), (mail.as_str(), false)] {
+            if path.is_empty() || path == "/" {
+                continue;
+            }
+            let Some(found) = super::nodes::resolve(root, Path::new(path)).map_err(err)? else {
+                continue;
+            };
+            let m = fs::symlink_metadata(&found).map_err(err)?;
+            if is_home && (!m.is_dir() || std::os::unix::fs::MetadataExt::uid(&m) != uid) {
+                return Err((
+                    up.key("shouldExist"),
+                    format!(
+                        "home {path} of user {} is not a directory it owns; not removing the user",
+                        row[0]
+                    ),
+                ));
+            }
+            doomed.push(found);
+        }
+    }
+
     // The account files, each replaced whole.
     for t in [&passwd, &shadow, &group, &gshadow] {
         let path: PathBuf = root.join(t.rel);
@@ -577,8 +665,18 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
         sys.lchown(&path, 0, gid).map_err(err)?;
     }
 
+    // Removed users' homes and mail go aside (and away on commit).
+    for path in doomed {
+        journal
+            .move_aside(&path)
+            .map_err(|e| (at.key("users"), format!("removing {}: {e}", path.display())))?;
+    }
+
     // Homes and SSH keys, once the accounts exist.
     for ((i, u), create) in pw.users.iter().flatten().enumerate().zip(homes) {
+        if u.should_exist == Some(false) {
+            continue;
+        }
         let r = passwd
             .find(&u.name)
             .map(|r| passwd.rows[r].clone())
@@ -652,6 +750,72 @@ mod tests {
         );
         let owned: Vec<u32> = sys.calls.borrow().iter().map(|(_, u, _)| *u).collect();
         assert!(owned.contains(&1000), "{owned:?}");
+    }
+
+    #[test]
+    fn a_removed_users_home_goes_only_if_it_owns_it_and_a_rollback_restores_it() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let me = fs::metadata(root).unwrap().uid();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(root.join("home/gone/.ssh")).unwrap();
+        fs::write(root.join("home/gone/.ssh/authorized_keys"), "k").unwrap();
+        // A uid that owns nothing here.
+        let other = me + 1;
+        fs::write(
+            root.join("etc/passwd"),
+            format!("root:x:0:0::/root:/bin/sh\ngone:x:{me}:4242::/home/gone:/bin/sh\nother:x:{other}:4243::/home/gone:/bin/sh\n"),
+        )
+        .unwrap();
+        fs::write(
+            root.join("etc/group"),
+            "root:x:0:\ngone:x:4242:\nother:x:4243:\nadm:x:4:gone,other\n",
+        )
+        .unwrap();
+        fs::write(
+            root.join("etc/shadow"),
+            "root:*::::::::\ngone:*::::::::\nother:*::::::::\n",
+        )
+        .unwrap();
+        fs::write(
+            root.join("etc/gshadow"),
+            "root:*::\ngone:!::\nother:!::\nadm:*:gone:gone,other\n",
+        )
+        .unwrap();
+        let before = fs::read_to_string(root.join("etc/passwd")).unwrap();
+
+        // Not its home: refused before anything changes.
+        let pw: Passwd =
+            serde_json::from_str(r#"{"users":[{"name":"other","shouldExist":false}]}"#).unwrap();
+        let mut j = Journal::default();
+        let (at, msg) = apply(root, &pw, &mut j, &RecordingSys::default()).unwrap_err();
+        assert_eq!(at.to_string(), "$.passwd.users.0.shouldExist");
+        assert!(
+            msg.contains("home /home/gone of user other is not a directory it owns"),
+            "{msg}"
+        );
+        assert!(j.rollback(&RecordingSys::default()).is_empty());
+        assert_eq!(fs::read_to_string(root.join("etc/passwd")).unwrap(), before);
+
+        // Its own: removed; a rollback brings all of it back.
+        let pw: Passwd =
+            serde_json::from_str(r#"{"users":[{"name":"gone","shouldExist":false}]}"#).unwrap();
+        let mut j = Journal::default();
+        apply(root, &pw, &mut j, &RecordingSys::default()).unwrap();
+        assert!(!root.join("home/gone").exists());
+        let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+        assert!(!passwd.lines().any(|l| l.starts_with("gone:")), "{passwd}");
+        assert_eq!(
+            fs::read_to_string(root.join("etc/gshadow")).unwrap(),
+            "root:*::\nother:!::\nadm:*::other\n"
+        );
+        assert!(j.rollback(&RecordingSys::default()).is_empty());
+        assert_eq!(
+            fs::read(root.join("home/gone/.ssh/authorized_keys")).unwrap(),
+            b"k"
+        );
+        assert_eq!(fs::read_to_string(root.join("etc/passwd")).unwrap(), before);
     }
 
     #[test]
