@@ -40,10 +40,10 @@ enum Command {
     /// network errors retried six times, with the config's
     /// `ignition.timeouts`) is fetched and checked before the first write.
     /// https trusts ROOT/etc/ssl/certs/ca-certificates.crt plus the
-    /// config's `ignition.security.tls` CAs when it lists any. Disks,
-    /// filesystems and proxies are refused as not built yet, and kernel
-    /// arguments (a tree has no boot entry), before anything is written.
-    /// Setting owners needs root.
+    /// config's `ignition.security.tls` CAs when it lists any; the
+    /// config's `ignition.proxy` is used. Disks and filesystems are
+    /// refused as not built yet, and kernel arguments (a tree has no boot
+    /// entry), before anything is written. Setting owners needs root.
     Apply {
         /// The tree to apply to (a node's `/`, or an image tree).
         #[arg(long)]

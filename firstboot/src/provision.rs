@@ -130,7 +130,7 @@ impl Fetchers for apply::InlineOnly {
 }
 
 /// The fetchers of a node (or of a tree being provisioned): http and
-/// https with each config's `ignition.timeouts` and
+/// https with each config's `ignition.timeouts`, `ignition.proxy` and
 /// `ignition.security.tls.certificateAuthorities`, the network brought up
 /// on first need.
 pub struct NodeFetchers {
@@ -166,6 +166,11 @@ impl NodeFetchers {
             }
             client.total = secs(t.http_total);
         }
+        if let Some(p) = &config.ignition.proxy {
+            client.http_proxy = p.http_proxy.clone().filter(|s| !s.is_empty());
+            client.https_proxy = p.https_proxy.clone().filter(|s| !s.is_empty());
+            client.no_proxy = p.no_proxy.clone().unwrap_or_default();
+        }
         let cas = config
             .ignition
             .security
@@ -174,9 +179,10 @@ impl NodeFetchers {
             .and_then(|t| t.certificate_authorities.as_ref())
             .filter(|c| !c.is_empty());
         let Some(cas) = cas else { return Ok(client) };
-        // The CAs themselves come with the plain client.
+        // The CAs themselves come with the client as it is so far.
         let plain = apply::Online {
-            inner: apply::Network::with_client(6, std::time::Duration::from_secs(1), &client),
+            inner: apply::Network::with_client(6, std::time::Duration::from_secs(1), &client)
+                .map_err(|e| ("$.ignition.proxy".to_string(), e))?,
             up: &self.up,
         };
         let mut roots = Vec::new();
@@ -206,9 +212,13 @@ impl NodeFetchers {
 
 impl Fetchers for NodeFetchers {
     fn for_config(&self, config: Option<&Config>) -> Box<dyn Fetch + '_> {
-        match self.client(config) {
-            Ok(client) => Box::new(apply::Online {
-                inner: apply::Network::with_client(6, std::time::Duration::from_secs(1), &client),
+        let network = self.client(config).and_then(|client| {
+            apply::Network::with_client(6, std::time::Duration::from_secs(1), &client)
+                .map_err(|e| ("$.ignition.proxy".to_string(), e))
+        });
+        match network {
+            Ok(inner) => Box::new(apply::Online {
+                inner,
                 up: &self.up,
             }),
             Err((url, reason)) => Box::new(apply::Failing { url, reason }),

@@ -217,7 +217,13 @@ impl TlsServer {
             ]
             .concat(),
         );
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        // The name is for the proxy test: it is only ever sent to the
+        // proxy, never resolved.
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:keel-test.invalid\n",
+        )
+        .unwrap();
         openssl(&[
             "x509",
             "-req",
@@ -320,4 +326,95 @@ fn https_trusts_the_configs_certificate_authorities() {
         e.to_string(),
         "certificate authority 0 (data:,not%20a%20certificate): no PEM certificate in it"
     );
+}
+
+/// A CONNECT proxy on the loopback that records each CONNECT line and
+/// tunnels every one to `target` on 127.0.0.1, whatever host it names:
+/// nothing leaves the machine.
+struct ConnectProxy {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start(target: u16) -> ConnectProxy {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(8) {
+                let Ok(client) = conn else { return };
+                let log = std::sync::Arc::clone(&log);
+                std::thread::spawn(move || {
+                    let timeout = Some(Duration::from_secs(20));
+                    client.set_read_timeout(timeout).unwrap();
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    log.lock().unwrap().push(line.trim_end().to_string());
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let upstream = std::net::TcpStream::connect(("127.0.0.1", target)).unwrap();
+                    upstream.set_read_timeout(timeout).unwrap();
+                    let mut c = client;
+                    c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .unwrap();
+                    let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
+                    let mut c_w = c.try_clone().unwrap();
+                    let back = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut up_r, &mut c_w);
+                    });
+                    // Whatever the reader buffered, then the rest.
+                    let buffered = reader.buffer().to_vec();
+                    let _ = up_w.write_all(&buffered);
+                    let mut rest = reader.into_inner();
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = rest.read(&mut buf) {
+                        if n == 0 || up_w.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = up_w.shutdown(std::net::Shutdown::Write);
+                    let _ = back.join();
+                });
+            }
+        });
+        ConnectProxy { port, seen }
+    }
+}
+
+#[test]
+fn https_goes_through_the_configs_proxy_unless_no_proxy_names_the_host() {
+    let srv = TlsServer::start(&[("motd", b"via the proxy\n")]);
+    let proxy = ConnectProxy::start(srv.port);
+    let client = apply::Client {
+        roots: Some(apply::fetch::pem_certificates(&srv.cert).unwrap()),
+        https_proxy: Some(format!("http://127.0.0.1:{}", proxy.port)),
+        ..apply::Client::default()
+    };
+    let n = Network::with_client(1, Duration::ZERO, &client).unwrap();
+    // A name that must never be resolved: the request has to go to the
+    // proxy, checked before anything is sent.
+    let source = "https://keel-test.invalid/motd";
+    assert!(n.proxied(source));
+    let got = apply::fetch::resource(&n, &res(source)).unwrap().unwrap();
+    assert_eq!(got, b"via the proxy\n");
+    assert_eq!(
+        proxy.seen.lock().unwrap().as_slice(),
+        ["CONNECT keel-test.invalid:443 HTTP/1.1"]
+    );
+    // noProxy takes the host around the proxy (not fetched: it would be
+    // resolved).
+    let direct = apply::Client {
+        no_proxy: vec![".invalid".into()],
+        ..client
+    };
+    let n = Network::with_client(1, Duration::ZERO, &direct).unwrap();
+    assert!(!n.proxied(source));
 }

@@ -1,12 +1,13 @@
 //! Applying a validated config to a target root (a directory: the node's
 //! `/` at first boot, or an image tree at build time).
 //!
-//! Built so far: `storage.files`, `storage.directories` and
-//! `storage.links` ([`nodes`]) with `data:`, http and https sources
-//! ([`fetch`]), `passwd` ([`passwd`]) and `systemd.units` ([`units`]). Everything
-//! is fetched and every owner resolved before the first write, and a
-//! failure part way restores the root ([`journal`]). A config that asks
-//! for anything not built yet is refused, naming it, before anything is
+//! Built: `storage.files`, `storage.directories` and `storage.links`
+//! ([`nodes`]) with `data:`, http and https sources ([`fetch`]), `passwd`
+//! ([`passwd`]), `systemd.units` ([`units`]) and, on a node,
+//! `kernelArguments` ([`kargs`]). Everything is fetched and every owner
+//! resolved before the first write, and a failure part way restores the
+//! root ([`journal`]). Disks and filesystems are not built: a config that
+//! asks for them is refused, naming the JSON path, before anything is
 //! written.
 
 pub mod fetch;
@@ -68,13 +69,7 @@ fn undo_note(undo: &[String]) -> String {
 fn not_built(config: &Config) -> Option<ApplyError> {
     let root = JsonPath::root();
     let storage = config.storage.as_ref();
-    let proxy = config.ignition.proxy.as_ref();
-    let checks: [(bool, JsonPath, &'static str); 5] = [
-        (
-            proxy.is_some_and(|p| p.http_proxy.is_some() || p.https_proxy.is_some()),
-            root.key("ignition").key("proxy"),
-            "ignition.proxy",
-        ),
+    let checks: [(bool, JsonPath, &'static str); 4] = [
         (
             storage.is_some_and(|s| s.disks.as_ref().is_some_and(|d| !d.is_empty())),
             root.key("storage").key("disks"),
