@@ -85,7 +85,7 @@ enum Command {
         /// a DHCP lease on every link and leaves it configured.
         #[arg(
             long,
-            default_value = "dhcpcd --oneshot --waitip=4 --timeout=30 --noipv4ll"
+            default_value = "dhcpcd --oneshot --waitip=4 --timeout=30 --noipv4ll --noarp"
         )]
         network_up: String,
         /// The booted boot entry on the mounted ESP, whose options

@@ -72,6 +72,31 @@ fn root_is_verified_and_read_only() {
         "{id:?}"
     );
     assert_eq!(run(&g, "cat /etc/machine-id").trim(), id);
+
+    // /dev/disk links as udev makes them: by GPT label and GUID, and by
+    // file system UUID and label, each pointing at the device in use.
+    let var = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/var"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no /var in /proc/mounts:\n{mounts}"))
+        .to_string();
+    assert_eq!(
+        run(&g, "readlink -f /dev/disk/by-partlabel/var").trim(),
+        var
+    );
+    let links = run(
+        &g,
+        "cd /dev/disk && for d in by-partuuid by-uuid by-label; do echo $d: $(ls $d | wc -l); done; readlink by-label/ESP",
+    );
+    assert!(links.contains("by-partuuid: 6"), "{links}");
+    assert!(links.contains("../../vda1"), "{links}");
+    let uuid = run(&g, "ls -1 /dev/disk/by-uuid");
+    assert!(
+        uuid.lines()
+            .any(|u| run(&g, &format!("readlink -f /dev/disk/by-uuid/{u}")).trim() == var),
+        "no by-uuid link to {var}: {uuid}"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod cgroup;
 pub mod confdirs;
+pub mod disklinks;
 pub mod glob;
 pub mod hostname;
 pub mod machine_id;
@@ -72,8 +73,9 @@ impl<'a> Log<'a> {
 
 /// Runs every early-setup step in order; returns the warnings it printed.
 ///
-/// Order: cgroup2, machine-id, hostname, device drivers (coldplug),
-/// modules-load.d, sysctl.d, tmpfiles.d, resolv.conf.
+/// Order: cgroup2, machine-id, hostname, loopback, device drivers
+/// (coldplug), `/dev/disk` links, modules-load.d, sysctl.d, tmpfiles.d,
+/// resolv.conf.
 pub fn run(sys: &dyn Sys, root: &Path, cmdline: &Cmdline, log: &mut dyn Write) -> Vec<String> {
     let mut log = Log::new(log);
     cgroup::setup(sys, root, &mut log);
@@ -81,6 +83,7 @@ pub fn run(sys: &dyn Sys, root: &Path, cmdline: &Cmdline, log: &mut dyn Write) -
     let hostname = hostname::set(sys, root, &mut log);
     loopback(sys, &mut log);
     modules::load_device_drivers(sys, root, &mut log);
+    disklinks::make(root, &mut log);
     configure(sys, root, cmdline, machine_id, hostname, &mut log);
     resolv::ensure(root, &mut log);
     log.into_warnings()
