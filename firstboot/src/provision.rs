@@ -420,10 +420,23 @@ pub fn run(
     if let Some(dir) = state.parent() {
         fs::create_dir_all(dir).map_err(err)?;
     }
-    // Written whole, then renamed: a crash leaves no half state file.
+    // Written whole, synced, then renamed and the directory synced: a
+    // crash leaves no half state file, and once `run` returns the record
+    // is on disk (a lost record would apply the config a second time).
     let tmp = state.with_extension("json.tmp");
-    fs::write(&tmp, format!("{record:#}\n")).map_err(err)?;
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp).map_err(err)?;
+        f.write_all(format!("{record:#}\n").as_bytes())
+            .map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
     fs::rename(&tmp, &state).map_err(err)?;
+    if let Some(dir) = state.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
     Ok(Outcome::Applied {
         origin,
         sha256,
