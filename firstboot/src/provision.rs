@@ -265,13 +265,19 @@ pub fn render(config: Config, fetchers: &dyn Fetchers) -> Result<(Config, bool),
 
 fn render_at(config: Config, fetchers: &dyn Fetchers, depth: usize) -> Result<Config, RenderError> {
     let refs = config.ignition.config.clone().unwrap_or_default();
+    let replace = refs.replace.filter(|r| r.source.is_some());
+    let merges = refs.merge.unwrap_or_default();
+    if replace.is_none() && merges.is_empty() {
+        // No fetcher (its CAs may be fetched) for a config that names none.
+        return Ok(config);
+    }
     let fetch = fetchers.for_config(Some(&config));
-    if let Some(replace) = refs.replace.filter(|r| r.source.is_some()) {
+    if let Some(replace) = replace {
         let child = referenced(&replace, fetch.as_ref(), depth)?;
         return render_at(child, fetchers, depth + 1);
     }
     let mut merged = config;
-    for r in refs.merge.unwrap_or_default() {
+    for r in merges {
         let child = referenced(&r, fetch.as_ref(), depth)?;
         let child = render_at(child, fetchers, depth + 1)?;
         merged = crate::merge::merge(&merged, &child);
@@ -457,6 +463,17 @@ mod tests {
         }
     }
 
+    /// A run with the inline-only fetcher, in a tree without boot entry.
+    fn provision(root: &Path, s: &Sources) -> Result<Outcome, ProvisionError> {
+        run(
+            root,
+            s,
+            &InlineOnly,
+            &RecordingSys::default(),
+            Err("no boot entry in tests"),
+        )
+    }
+
     const CFG: &str = r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/motd","contents":{"source":"data:,provisioned"}}]}}"#;
 
     #[test]
@@ -499,31 +516,14 @@ mod tests {
         fs::create_dir_all(&root).unwrap();
         let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, CFG);
         let s = sources(d, &format!("ignition.config.url=data:;base64,{b64}"));
-        let out = run(
-            &root,
-            &s,
-            &InlineOnly,
-            &RecordingSys::default(),
-            Err("no boot entry in tests"),
-        )
-        .unwrap();
+        let out = provision(&root, &s).unwrap();
         assert!(matches!(out, Outcome::Applied { .. }), "{out:?}");
         assert_eq!(fs::read(root.join("etc/motd")).unwrap(), b"provisioned");
         let state = fs::read_to_string(root.join(STATE_FILE)).unwrap();
         assert!(state.contains("\"sha256\""), "{state}");
         // A later boot changes nothing, even if the file was edited since.
         fs::write(root.join("etc/motd"), "edited").unwrap();
-        assert_eq!(
-            run(
-                &root,
-                &s,
-                &InlineOnly,
-                &RecordingSys::default(),
-                Err("no boot entry in tests")
-            )
-            .unwrap(),
-            Outcome::AlreadyProvisioned
-        );
+        assert_eq!(provision(&root, &s).unwrap(), Outcome::AlreadyProvisioned);
         assert_eq!(fs::read(root.join("etc/motd")).unwrap(), b"edited");
     }
 
@@ -539,14 +539,7 @@ mod tests {
             r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a"},{"path":"relative"}]}}"#,
         )
         .unwrap();
-        let e = run(
-            &root,
-            &s,
-            &InlineOnly,
-            &RecordingSys::default(),
-            Err("no boot entry in tests"),
-        )
-        .unwrap_err();
+        let e = provision(&root, &s).unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("is invalid:\nerror at $.storage.files.1.path: path not absolute"),
@@ -556,14 +549,7 @@ mod tests {
         assert!(!root.join("etc/a").exists());
         fs::write(&s.fw_cfg, CFG).unwrap();
         assert!(matches!(
-            run(
-                &root,
-                &s,
-                &InlineOnly,
-                &RecordingSys::default(),
-                Err("no boot entry in tests")
-            )
-            .unwrap(),
+            provision(&root, &s).unwrap(),
             Outcome::Applied {
                 origin: Origin::FwCfg(_),
                 ..
@@ -595,13 +581,9 @@ mod tests {
     }
 
     fn provision_with(root: &Path, d: &Path, config: &str) -> Result<Outcome, ProvisionError> {
-        let s = sources(d, &format!("ignition.config.url={}", data_url(config)));
-        run(
+        provision(
             root,
-            &s,
-            &InlineOnly,
-            &RecordingSys::default(),
-            Err("no boot entry in tests"),
+            &sources(d, &format!("ignition.config.url={}", data_url(config))),
         )
     }
 
@@ -675,14 +657,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("root");
         fs::create_dir_all(&root).unwrap();
-        let out = run(
-            &root,
-            &sources(t.path(), ""),
-            &InlineOnly,
-            &RecordingSys::default(),
-            Err("no boot entry in tests"),
-        )
-        .unwrap();
+        let out = provision(&root, &sources(t.path(), "")).unwrap();
         assert!(matches!(
             out,
             Outcome::Applied {

@@ -46,10 +46,30 @@ struct Out {
 }
 
 impl Out {
-    fn say(&mut self, message: &str) {
+    /// `keel-init: MESSAGE` on the console, MESSAGE in the log.
+    fn say(&self, message: &str) {
         let _ = writeln!(lock(&self.console), "keel-init: {message}");
         if let Some(log) = &self.log {
             let _ = log.line(None, message);
+        }
+    }
+
+    /// A line of another program's (keel-firstboot's), as it is.
+    fn line(&self, line: &str) {
+        let _ = writeln!(lock(&self.console), "{line}");
+        if let Some(log) = &self.log {
+            let _ = log.line(None, line);
+        }
+    }
+
+    /// Text that already has `keel-init: ` prefixes (from early setup):
+    /// to the console as it is, to the log without the prefixes.
+    fn echo(&self, text: &[u8]) {
+        let _ = lock(&self.console).write_all(text);
+        if let Some(log) = &self.log {
+            for line in String::from_utf8_lossy(text).lines() {
+                let _ = log.line(None, line.trim_start_matches("keel-init: "));
+            }
         }
     }
 }
@@ -72,18 +92,13 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
     let cmdline =
         Cmdline::parse(&std::fs::read_to_string(at(root, "/proc/cmdline")).unwrap_or_default());
     early::run(sys, root, &cmdline, &mut boot_log);
-    let _ = lock(&console).write_all(&boot_log);
     let mut out = Out {
         console: Arc::clone(&console),
         log: UnitLog::open(&at(root, logs::LOG_DIR), "keel-init", Rotation::default()).ok(),
     };
-    if let Some(log) = &out.log {
-        for line in String::from_utf8_lossy(&boot_log).lines() {
-            let _ = log.line(None, line.trim_start_matches("keel-init: "));
-        }
-    }
+    out.echo(&boot_log);
 
-    let first_boot = first_boot(sys, root, &cmdline, &mut out);
+    let first_boot = first_boot(sys, root, &cmdline, &out);
     if first_boot == FirstBoot::Reboot {
         out.say("first boot: the kernel command line changed; rebooting to use it");
         shutdown::finish(root, PowerAction::Reboot, &mut ConsoleWriter(&out.console));
@@ -245,35 +260,21 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
 
 /// Runs the first boot if this is one; its lines go to the console and
 /// init's log. After a config was applied, what reads /etc runs again.
-fn first_boot(sys: &dyn Sys, root: &Path, cmdline: &Cmdline, out: &mut Out) -> FirstBoot {
+fn first_boot(sys: &dyn Sys, root: &Path, cmdline: &Cmdline, out: &Out) -> FirstBoot {
     if !firstboot::pending(root) {
         return FirstBoot::Provisioned;
     }
-    let (console, log) = (&out.console, &out.log);
-    let result = {
-        let mut own = |m: &str| {
-            let _ = writeln!(lock(console), "keel-init: {m}");
-            if let Some(log) = &log {
-                let _ = log.line(None, m);
-            }
-        };
-        let mut line = |l: &str| {
-            let _ = writeln!(lock(console), "{l}");
-            if let Some(log) = &log {
-                let _ = log.line(None, l);
-            }
-        };
-        firstboot::run(sys, root, &mut firstboot::ChildRunner, &mut own, &mut line)
-    };
+    let result = firstboot::run(
+        sys,
+        root,
+        &mut firstboot::ChildRunner,
+        &mut |m| out.say(m),
+        &mut |l| out.line(l),
+    );
     if result == FirstBoot::Done {
         let mut text = Vec::new();
         early::after_first_boot(sys, root, cmdline, &mut text);
-        let _ = lock(&out.console).write_all(&text);
-        if let Some(log) = &out.log {
-            for l in String::from_utf8_lossy(&text).lines() {
-                let _ = log.line(None, l.trim_start_matches("keel-init: "));
-            }
-        }
+        out.echo(&text);
     }
     result
 }
