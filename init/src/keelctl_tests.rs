@@ -15,6 +15,7 @@ const SINCE: u64 = 1_700_000_000_000;
 fn unit(name: &str, active: &str, sub: &str, description: Option<&str>) -> UnitStatus {
     UnitStatus {
         name: name.into(),
+        kind: name.rsplit('.').next().unwrap_or_default().into(),
         description: description.map(String::from),
         load: "loaded".into(),
         active: active.into(),

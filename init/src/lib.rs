@@ -18,6 +18,7 @@ pub mod gpt_grow;
 pub mod halt;
 pub mod keelctl;
 pub mod logs;
+pub mod mountinfo;
 pub mod partitions;
 pub mod plan;
 pub mod recording;

@@ -84,6 +84,10 @@ impl Sys for RecordingSys {
         self.record(format!("umount {}", self.rel(target)))
     }
 
+    fn swapoff(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("swapoff {}", self.rel(path)))
+    }
+
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.record(format!("mount --move {} {}", self.rel(from), self.rel(to)))
     }

@@ -515,6 +515,7 @@ fn to_status(root: &Path, sup: &Supervisor, info: UnitInfo, now: Instant) -> Uni
     UnitStatus {
         since_unix_ms: info.since.and_then(|s| unix_ms(s, now, wall)),
         name: info.name,
+        kind: info.kind,
         description: info.description,
         load: info.load.to_string(),
         active: info.active.to_string(),

@@ -1,15 +1,17 @@
-//! The end of a shutdown, after every unit stopped: what is left gets
-//! TERM, then KILL; file systems are unmounted (the ext4 /var cleanly, so
-//! the next boot needs no journal recovery); then reboot(2).
+//! The end of a shutdown, after every unit stopped (mount and swap units
+//! included, which unmount and swapoff their own): what is left gets TERM,
+//! then KILL; every swap area still on is turned off (a swap file keeps
+//! its file system busy); file systems are unmounted deepest first (the
+//! ext4 /var cleanly, so the next boot needs no journal recovery); then
+//! reboot(2).
 
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::stage1::at;
+use crate::mountinfo;
 use crate::sys::power::{self, PowerAction};
-use crate::sys::{calls, process};
+use crate::sys::{calls, process, RealSys, Sys};
 
 /// How long leftover processes get between TERM and KILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(5);
@@ -28,6 +30,7 @@ pub fn finish(root: &Path, action: PowerAction, log: &mut dyn Write) -> ! {
         reap_until_gone(Duration::from_secs(2));
     }
     power::sync();
+    swapoff_all(root, &RealSys, log);
     for target in unmount_order(root) {
         let shown = target.display().to_string();
         match umount_retrying(&target) {
@@ -91,25 +94,71 @@ fn reap_until_gone(limit: Duration) -> bool {
     }
 }
 
+/// Turns off every swap area `/proc/swaps` lists; a failure is a warning.
+pub fn swapoff_all(root: &Path, sys: &dyn Sys, log: &mut dyn Write) {
+    for swap in mountinfo::swaps(root) {
+        let shown = swap.display();
+        match sys.swapoff(&swap) {
+            Ok(()) => {
+                let _ = writeln!(log, "keel-init: turned off swap {shown}");
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    log,
+                    "keel-init: warning: turning off swap {shown}: {}",
+                    crate::error::chain(&e)
+                );
+            }
+        }
+    }
+}
+
 /// Mount points to unmount, deepest (latest) first, from
 /// `/proc/self/mountinfo`, without the root and the API file systems.
 pub fn unmount_order(root: &Path) -> Vec<PathBuf> {
-    let text = fs::read_to_string(at(root, "/proc/self/mountinfo")).unwrap_or_default();
-    let mut points: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .map(|m| m.replace("\\040", " "))
-        .filter(|m| !KEEP.contains(&m.as_str()))
+    let mut points: Vec<PathBuf> = mountinfo::mounts(root)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|m| !KEEP.iter().any(|k| m == Path::new(k)))
         .collect();
     points.reverse();
     let mut seen = std::collections::BTreeSet::new();
     points.retain(|p| seen.insert(p.clone()));
-    points.into_iter().map(PathBuf::from).collect()
+    points
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recording::RecordingSys;
+    use std::fs;
+
+    #[test]
+    fn every_swap_area_is_turned_off_and_a_failure_is_a_warning() {
+        let t = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(t.path().join("proc")).expect("mkdir");
+        fs::write(
+            t.path().join("proc/swaps"),
+            "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
+             /dev/vda7                               partition\t1048572\t\t0\t\t-2\n\
+             /var/swapfile                           file\t\t65532\t\t0\t\t-3\n",
+        )
+        .expect("write");
+        let sys = RecordingSys::new(t.path());
+        sys.fail_on("swapoff /dev/vda7", libc::EINVAL);
+        let mut log = Vec::new();
+        swapoff_all(t.path(), &sys, &mut log);
+        assert_eq!(sys.calls(), ["swapoff /dev/vda7", "swapoff /var/swapfile"]);
+        let log = String::from_utf8(log).expect("utf-8");
+        assert!(
+            log.contains("warning: turning off swap /dev/vda7: Invalid argument"),
+            "{log}"
+        );
+        assert!(
+            log.contains("keel-init: turned off swap /var/swapfile"),
+            "{log}"
+        );
+    }
 
     #[test]
     fn unmounts_in_reverse_mount_order_keeping_api_file_systems() {

@@ -75,6 +75,10 @@ pub enum Response {
 pub struct UnitStatus {
     /// Full unit name.
     pub name: String,
+    /// The unit type, as the name's suffix: `service`, `target`, `mount`,
+    /// `swap`, ... (empty when an older init did not send it).
+    #[serde(default)]
+    pub kind: String,
     /// `Description=`
     pub description: Option<String>,
     /// `loaded`, `masked`, `not-found` or `error`.
@@ -131,6 +135,7 @@ mod tests {
     pub(crate) fn sample() -> UnitStatus {
         UnitStatus {
             name: "ssh.service".into(),
+            kind: "service".into(),
             description: Some("OpenBSD Secure Shell server".into()),
             load: "loaded".into(),
             active: "active".into(),
@@ -195,7 +200,7 @@ mod tests {
                 units: vec![failed]
             }),
             concat!(
-                r#"{"result":"status","units":[{"name":"ssh.service","#,
+                r#"{"result":"status","units":[{"name":"ssh.service","kind":"service","#,
                 r#""description":"OpenBSD Secure Shell server","load":"loaded","#,
                 r#""active":"failed","sub":"failed","main_pid":null,"#,
                 r#""since_unix_ms":1700000000000,"result":"exit code 1","restarts":3,"#,

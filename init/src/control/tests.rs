@@ -18,6 +18,7 @@ const T: Duration = Duration::from_secs(10);
 fn status_of(name: &str) -> UnitStatus {
     UnitStatus {
         name: name.into(),
+        kind: name.rsplit('.').next().unwrap_or_default().into(),
         description: Some(format!("the {name}")),
         load: "loaded".into(),
         active: "active".into(),

@@ -1,5 +1,6 @@
 //! Built-in targets and `DefaultDependencies=yes`, as systemd defines them
-//! (systemd.special(7), systemd.service(5), systemd.target(5)).
+//! (systemd.special(7), systemd.service(5), systemd.target(5),
+//! systemd.mount(5), systemd.swap(5)).
 //!
 //! Services with `DefaultDependencies=yes` get `Requires=` and `After=`
 //! sysinit.target, `After=basic.target`, and `Conflicts=` and `Before=`
@@ -10,6 +11,12 @@
 //! `DefaultDependencies=no`, is not loaded, or is already ordered after the
 //! target (that would be a loop); and, except shutdown.target itself,
 //! `Conflicts=` and `Before=` shutdown.target.
+//!
+//! Mounts with `DefaultDependencies=yes` get `After=local-fs-pre.target`
+//! and `Before=local-fs.target`; swaps `Before=swap.target`; both
+//! `Conflicts=` and `Before=` shutdown.target (systemd uses umount.target,
+//! which Keel does not have: its shutdown stops every unit in reverse start
+//! order). Remote (`_netdev`) and `nofail` mounts are not told apart.
 //!
 //! Other unit types get no default dependencies here.
 
@@ -24,6 +31,9 @@ pub const NETWORK_TARGET: &str = "network.target";
 pub const NETWORK_ONLINE_TARGET: &str = "network-online.target";
 pub const MULTI_USER_TARGET: &str = "multi-user.target";
 pub const SHUTDOWN_TARGET: &str = "shutdown.target";
+pub const LOCAL_FS_PRE_TARGET: &str = "local-fs-pre.target";
+pub const LOCAL_FS_TARGET: &str = "local-fs.target";
+pub const SWAP_TARGET: &str = "swap.target";
 
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
@@ -34,7 +44,15 @@ fn names(list: &[&str]) -> Vec<String> {
 /// emergency.target). A unit file of the same name replaces one.
 pub fn builtin_targets() -> Vec<Node> {
     let target = |name: &str| Node::new(name, Kind::Target);
-    let sysinit = target(SYSINIT_TARGET);
+    let local_fs_pre = target(LOCAL_FS_PRE_TARGET);
+    let mut local_fs = target(LOCAL_FS_TARGET);
+    local_fs.default_dependencies = false;
+    local_fs.conflicts = names(&[SHUTDOWN_TARGET]);
+    local_fs.after = names(&[LOCAL_FS_PRE_TARGET]);
+    let swap = target(SWAP_TARGET);
+    let mut sysinit = target(SYSINIT_TARGET);
+    sysinit.wants = names(&[LOCAL_FS_TARGET, SWAP_TARGET]);
+    sysinit.after = names(&[LOCAL_FS_TARGET, SWAP_TARGET]);
     let mut basic = target(BASIC_TARGET);
     basic.requires = names(&[SYSINIT_TARGET]);
     basic.after = names(&[SYSINIT_TARGET]);
@@ -49,6 +67,9 @@ pub fn builtin_targets() -> Vec<Node> {
     let mut shutdown = target(SHUTDOWN_TARGET);
     shutdown.default_dependencies = false;
     vec![
+        local_fs_pre,
+        local_fs,
+        swap,
         sysinit,
         basic,
         network_pre,
@@ -64,12 +85,22 @@ pub fn builtin_targets() -> Vec<Node> {
 /// by the caller.
 pub(super) fn apply_default_dependencies(nodes: &mut BTreeMap<String, Node>) {
     for node in nodes.values_mut() {
-        if node.kind != Kind::Service || !node.default_dependencies {
+        if !node.default_dependencies {
             continue;
         }
-        node.requires.push(SYSINIT_TARGET.to_owned());
-        node.after.push(SYSINIT_TARGET.to_owned());
-        node.after.push(BASIC_TARGET.to_owned());
+        match node.kind {
+            Kind::Service => {
+                node.requires.push(SYSINIT_TARGET.to_owned());
+                node.after.push(SYSINIT_TARGET.to_owned());
+                node.after.push(BASIC_TARGET.to_owned());
+            }
+            Kind::Mount => {
+                node.after.push(LOCAL_FS_PRE_TARGET.to_owned());
+                node.before.push(LOCAL_FS_TARGET.to_owned());
+            }
+            Kind::Swap => node.before.push(SWAP_TARGET.to_owned()),
+            Kind::Target | Kind::Other => continue,
+        }
         node.conflicts.push(SHUTDOWN_TARGET.to_owned());
         node.before.push(SHUTDOWN_TARGET.to_owned());
     }

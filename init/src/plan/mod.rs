@@ -36,20 +36,23 @@ mod tests_schedule;
 use std::collections::BTreeMap;
 
 pub use defaults::{
-    builtin_targets, BASIC_TARGET, MULTI_USER_TARGET, NETWORK_ONLINE_TARGET, NETWORK_PRE_TARGET,
-    NETWORK_TARGET, SHUTDOWN_TARGET, SYSINIT_TARGET,
+    builtin_targets, BASIC_TARGET, LOCAL_FS_PRE_TARGET, LOCAL_FS_TARGET, MULTI_USER_TARGET,
+    NETWORK_ONLINE_TARGET, NETWORK_PRE_TARGET, NETWORK_TARGET, SHUTDOWN_TARGET, SWAP_TARGET,
+    SYSINIT_TARGET,
 };
 pub use order::Cycle;
 pub use schedule::{Outcome, Plan, State};
 pub use transaction::{Pull, Strength, Transaction};
 
-/// What kind of unit a node is; only services and targets get default
-/// dependencies.
+/// What kind of unit a node is; services, targets, mounts and swaps get
+/// default dependencies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Service,
     Target,
-    /// Any other unit type (socket, mount, ...): no default dependencies.
+    Mount,
+    Swap,
+    /// Any other unit type (socket, timer, ...): no default dependencies.
     Other,
 }
 

@@ -108,17 +108,29 @@ fn builtin_targets_always_exist() {
         NETWORK_ONLINE_TARGET,
         MULTI_USER_TARGET,
         SHUTDOWN_TARGET,
+        LOCAL_FS_PRE_TARGET,
+        LOCAL_FS_TARGET,
+        SWAP_TARGET,
     ] {
         assert!(names.contains(&name), "{name} missing");
     }
     let plan = Plan::new(&units, MULTI_USER_TARGET).unwrap();
+    // sysinit.target wants local-fs.target and swap.target (as systemd's);
+    // local-fs-pre.target is only ordered against, not pulled in.
     assert_eq!(
         plan.units(),
-        list(&[BASIC_TARGET, MULTI_USER_TARGET, SYSINIT_TARGET])
+        list(&[
+            BASIC_TARGET,
+            LOCAL_FS_TARGET,
+            MULTI_USER_TARGET,
+            SWAP_TARGET,
+            SYSINIT_TARGET
+        ])
     );
     assert_eq!(
         plan.start_layers(),
         vec![
+            list(&[LOCAL_FS_TARGET, SWAP_TARGET]),
             list(&[SYSINIT_TARGET]),
             list(&[BASIC_TARGET]),
             list(&[MULTI_USER_TARGET])
@@ -155,6 +167,43 @@ fn service_default_dependencies() {
     let b = &db["b.service"];
     assert!(b.requires.is_empty() && b.after.is_empty());
     assert!(b.conflicts.is_empty() && b.before.is_empty());
+}
+
+#[test]
+fn mount_and_swap_default_dependencies() {
+    let units: Units = [
+        Node::new("var-data.mount", Kind::Mount),
+        Node::new("x.mount", Kind::Mount).no_defaults(),
+        Node::new("dev-vdb2.swap", Kind::Swap),
+    ]
+    .into_iter()
+    .collect();
+    let db = units.effective();
+    let m = &db["var-data.mount"];
+    assert_eq!(m.after, list(&[LOCAL_FS_PRE_TARGET]));
+    assert_eq!(m.before, list(&[LOCAL_FS_TARGET, SHUTDOWN_TARGET]));
+    assert_eq!(m.conflicts, list(&[SHUTDOWN_TARGET]));
+    // Not the services' defaults: After=basic.target would be a cycle
+    // through sysinit.target and local-fs.target.
+    assert!(m.requires.is_empty());
+    let s = &db["dev-vdb2.swap"];
+    assert!(s.after.is_empty() && s.requires.is_empty());
+    assert_eq!(s.before, list(&[SHUTDOWN_TARGET, SWAP_TARGET]));
+    assert_eq!(s.conflicts, list(&[SHUTDOWN_TARGET]));
+    let x = &db["x.mount"];
+    assert!(x.after.is_empty() && x.before.is_empty() && x.conflicts.is_empty());
+    // The built-in targets as systemd has them.
+    assert_eq!(
+        db[SYSINIT_TARGET].wants,
+        list(&[LOCAL_FS_TARGET, SWAP_TARGET])
+    );
+    assert_eq!(
+        db[SYSINIT_TARGET].after,
+        list(&[LOCAL_FS_TARGET, SWAP_TARGET])
+    );
+    assert_eq!(db[LOCAL_FS_TARGET].after, list(&[LOCAL_FS_PRE_TARGET]));
+    assert_eq!(db[LOCAL_FS_TARGET].conflicts, list(&[SHUTDOWN_TARGET]));
+    assert!(!db[LOCAL_FS_TARGET].default_dependencies);
 }
 
 #[test]
@@ -220,7 +269,9 @@ fn transaction_follows_requires_and_wants_only() {
             "b.service",
             BASIC_TARGET,
             "d.service",
+            LOCAL_FS_TARGET,
             MULTI_USER_TARGET,
+            SWAP_TARGET,
             SYSINIT_TARGET
         ]
     );

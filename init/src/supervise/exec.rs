@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use crate::cgroup::Cgroup;
 use crate::early::accounts;
 use crate::logs::{self, Echo, Rotation, UnitLog};
+use crate::mountinfo;
 use crate::stage1::at;
 use crate::sys::process::{self, ExecSpec, OutputSpec, RlimitResource, StdinSpec};
 use crate::unit::{
     command::expand, Command, Condition, ConditionKind, Directories, Output, Preserve, ServiceType,
-    TasksMax, Unit,
+    TasksMax, Unit, UnitKind,
 };
 
 use super::service::{Phase, Procs};
@@ -449,6 +450,25 @@ impl Procs for RealProcs {
             ConditionKind::FileNotEmpty => fs::metadata(&path)
                 .map(|m| m.is_file() && m.len() > 0)
                 .unwrap_or(false),
+        }
+    }
+
+    fn already_active(&mut self, unit: &Unit) -> Option<String> {
+        match unit.kind {
+            UnitKind::Mount => {
+                let what = unit.mount.what.as_deref()?;
+                let where_ = unit.mount.where_.as_deref()?;
+                let mounts = mountinfo::mounts(&self.root);
+                mountinfo::is_mounted(&self.root, &mounts, what, where_)
+                    .then(|| format!("{what} is already mounted on {}", where_.display()))
+            }
+            UnitKind::Swap => {
+                let what = unit.swap.what.as_deref()?;
+                let swaps = mountinfo::swaps(&self.root);
+                mountinfo::is_swap_on(&self.root, &swaps, what)
+                    .then(|| format!("swap {what} is already on"))
+            }
+            _ => None,
         }
     }
 

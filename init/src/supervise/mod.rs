@@ -13,6 +13,8 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_mount;
+#[cfg(test)]
 mod tests_service;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,6 +66,8 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitInfo {
     pub name: String,
+    /// The unit type: `service`, `target`, `mount`, `swap`, ...
+    pub kind: String,
     pub description: Option<String>,
     pub load: &'static str,
     pub active: &'static str,
@@ -107,7 +111,7 @@ impl Supervisor {
         let services = loaded
             .units
             .values()
-            .filter(|u| u.kind == UnitKind::Service)
+            .filter(|u| u.kind.runs_processes())
             .map(|u| (u.name.clone(), Service::new(u.clone())))
             .collect();
         let mut actions: Vec<Action> = boot.warnings().iter().cloned().map(Action::Say).collect();
@@ -229,7 +233,7 @@ impl Supervisor {
                 "unit type .{kind} is not supported"
             ))),
             Some(UnitKind::Target) => Some(Outcome::Active),
-            Some(UnitKind::Service) => None,
+            Some(UnitKind::Service | UnitKind::Mount | UnitKind::Swap) => None,
         };
         if let Some(outcome) = outcome {
             self.plan_mut(idx).finished(name, outcome).ok();
@@ -689,6 +693,14 @@ impl Supervisor {
         let unit: Option<&Unit> = self.loaded.units.get(name);
         let mut info = UnitInfo {
             name: name.to_string(),
+            kind: unit.map_or_else(
+                || {
+                    crate::unit::name::parse_name(name)
+                        .map_or("", |n| n.suffix)
+                        .to_string()
+                },
+                |u| u.kind.type_name().to_string(),
+            ),
             description: unit.and_then(|u| u.unit.description.clone()),
             load: "loaded",
             active: "inactive",
@@ -711,7 +723,7 @@ impl Supervisor {
         }
         if let Some(s) = self.services.get(name) {
             info.active = s.state.active_state();
-            info.sub = s.state.name();
+            info.sub = status::sub_name(&s.unit.kind, s.state);
             info.main_pid = s.main_pid;
             info.since = s.since;
             info.restarts = s.restarts;
@@ -752,7 +764,7 @@ impl Supervisor {
         for alias in &unit.aliases {
             self.loaded.aliases.insert(alias.clone(), name.clone());
         }
-        if unit.kind == UnitKind::Service {
+        if unit.kind.runs_processes() {
             match self.services.get_mut(&name) {
                 Some(s) if s.state.is_inactive() => s.set_unit(unit.clone()),
                 Some(_) => {}

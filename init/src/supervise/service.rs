@@ -167,6 +167,10 @@ pub trait Procs {
     fn read_pid_file(&mut self, unit: &Unit) -> Option<u32>;
     /// Checks one condition.
     fn condition(&mut self, condition: &Condition) -> bool;
+    /// For a mount or swap unit whose file system is already mounted on
+    /// `Where=` (or whose swap is already on): what is there. The start
+    /// then runs nothing and the unit is active.
+    fn already_active(&mut self, unit: &Unit) -> Option<String>;
     /// Cleans up after the service became inactive (`final_stop`: not
     /// about to be restarted, so `RuntimeDirectory=` goes too).
     fn cleanup(&mut self, unit: &Unit, final_stop: bool);
@@ -551,6 +555,13 @@ impl Service {
                 now,
                 ServiceResult::Other(format!("assertion failed: {assert}")),
             );
+        }
+        if let Some(what) = procs.already_active(&self.unit) {
+            procs.log(&self.unit, &format!("{what}, nothing to do."));
+            self.result = ServiceResult::Success;
+            self.set_state(SubState::Exited, now);
+            self.became_active = Some(now);
+            return self.finish_start(StartResult::Active);
         }
         let interval = span(
             self.unit.unit.start_limit_interval,

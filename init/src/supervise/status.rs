@@ -4,6 +4,29 @@ use std::fmt;
 
 use crate::sys::process::signal_name;
 pub use crate::sys::process::ExitStatus;
+use crate::unit::UnitKind;
+
+use super::service::SubState;
+
+/// The sub-state `keelctl status` shows: a service's, or for mounts and
+/// swaps the names systemd gives their states (`mounted`, `mounting`,
+/// `unmounting`; `active`, `activating`, `deactivating`).
+pub fn sub_name(kind: &UnitKind, state: SubState) -> &'static str {
+    use SubState::*;
+    match (kind, state) {
+        (UnitKind::Mount, StartPre | Start | StartPost) => "mounting",
+        (UnitKind::Mount, Exited | Running) => "mounted",
+        (UnitKind::Mount, Stop | StopPost) => "unmounting",
+        (UnitKind::Mount, StopSigterm) => "unmounting-sigterm",
+        (UnitKind::Mount, StopSigkill) => "unmounting-sigkill",
+        (UnitKind::Swap, StartPre | Start | StartPost) => "activating",
+        (UnitKind::Swap, Exited | Running) => "active",
+        (UnitKind::Swap, Stop | StopPost) => "deactivating",
+        (UnitKind::Swap, StopSigterm) => "deactivating-sigterm",
+        (UnitKind::Swap, StopSigkill) => "deactivating-sigkill",
+        _ => state.name(),
+    }
+}
 
 /// How a process ended, as systemd's log line says it:
 /// `code=exited, status=1/FAILURE` or `code=killed, status=11/SEGV`.

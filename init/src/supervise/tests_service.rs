@@ -22,6 +22,8 @@ pub(super) struct FakeProcs {
     pub missing: BTreeSet<String>,
     /// Paths that exist, for conditions.
     pub paths: BTreeSet<String>,
+    /// Units whose mount or swap is already there.
+    pub already_active: BTreeSet<String>,
     pub pid_file: Option<u32>,
     pub log: Vec<(String, String)>,
     pub cleanups: Vec<(String, bool)>,
@@ -109,6 +111,11 @@ impl Procs for FakeProcs {
     }
     fn condition(&mut self, c: &Condition) -> bool {
         self.paths.contains(&c.path.display().to_string())
+    }
+    fn already_active(&mut self, unit: &Unit) -> Option<String> {
+        self.already_active
+            .contains(&unit.name)
+            .then(|| format!("{} is already there", unit.name))
     }
     fn cleanup(&mut self, unit: &Unit, final_stop: bool) {
         self.cleanups.push((unit.name.clone(), final_stop));

@@ -54,6 +54,13 @@ pub fn mount(
     check(rc)
 }
 
+/// swapoff(2) of the swap device or file at `path`.
+pub fn swapoff(path: &Path) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: `p` is a valid NUL-terminated path for the duration of the call.
+    check(unsafe { libc::swapoff(p.as_ptr()) })
+}
+
 /// mknod(2); `mode` includes the file type bits.
 pub fn mknod(path: &Path, mode: libc::mode_t, major: u32, minor: u32) -> io::Result<()> {
     let p = cpath(path)?;

@@ -85,6 +85,8 @@ pub trait Sys {
     ) -> io::Result<()>;
     /// umount(2) without flags.
     fn umount(&self, target: &Path) -> io::Result<()>;
+    /// swapoff(2): stops paging to the swap device or file at `path`.
+    fn swapoff(&self, path: &Path) -> io::Result<()>;
     /// `mount --move from to`.
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// mknod(2) with mode 0600.
@@ -168,6 +170,10 @@ impl Sys for RealSys {
 
     fn umount(&self, target: &Path) -> io::Result<()> {
         power::umount(target, false)
+    }
+
+    fn swapoff(&self, path: &Path) -> io::Result<()> {
+        calls::swapoff(path)
     }
 
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {

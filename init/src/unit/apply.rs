@@ -8,7 +8,7 @@ use super::name;
 use super::specifier::{self, Context, MachineInfo};
 use super::syntax::Entry;
 use super::values::{parse_bool, parse_timespan};
-use super::{service, Warning};
+use super::{mount, service, Warning};
 
 /// Sandboxing and hardening directives: accepted with a warning.
 /// `[Unit] X-Keel-BootHealth=no` opts a unit out of the boot health
@@ -145,6 +145,8 @@ impl<'a> Applier<'a> {
             "Unit" => self.unit_directive(e),
             "Install" => self.install_directive(e),
             "Service" if self.unit.kind == UnitKind::Service => service::apply(self, e),
+            "Mount" if self.unit.kind == UnitKind::Mount => mount::apply_mount(self, e),
+            "Swap" if self.unit.kind == UnitKind::Swap => mount::apply_swap(self, e),
             other => {
                 self.warn(e, format!("section [{other}] not supported, ignored"));
                 return;
@@ -295,9 +297,25 @@ impl<'a> Applier<'a> {
             "AssertFileNotEmpty" => self.condition(e, ConditionKind::FileNotEmpty, true),
             "StartLimitIntervalSec" => self.start_limit_interval(e),
             "StartLimitBurst" => self.start_limit_burst(e),
+            "RequiresMountsFor" => self.requires_mounts_for(e),
             _ => return false,
         }
         true
+    }
+
+    /// `RequiresMountsFor=`: space-separated absolute paths; empty resets.
+    fn requires_mounts_for(&mut self, e: &Entry) {
+        if e.value.is_empty() {
+            self.unit.unit.requires_mounts_for.clear();
+            return;
+        }
+        for w in e.value.split_whitespace() {
+            let p = self.spec(e, w);
+            match name::normalize_path(&p) {
+                Some(p) => self.unit.unit.requires_mounts_for.push(PathBuf::from(p)),
+                None => self.warn(e, format!("path {p:?} is not absolute, ignored")),
+            }
+        }
     }
 
     fn install_directive(&mut self, e: &Entry) -> bool {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::apply::Applier;
 use super::model::{Restart, ServiceType, Unit, UnitKind};
+use super::mount;
 use super::name::parse_name;
 use super::specifier::MachineInfo;
 use super::{syntax, LoadError, Loaded, Warning};
@@ -227,6 +228,8 @@ impl Index {
         let kind = match parsed.suffix {
             "service" => UnitKind::Service,
             "target" => UnitKind::Target,
+            "mount" => UnitKind::Mount,
+            "swap" => UnitKind::Swap,
             other => UnitKind::Unsupported(other.to_string()),
         };
         let mut owners = vec![name.to_string()];
@@ -259,6 +262,7 @@ impl Index {
                 .any(|e| e.section == "Service" && e.key == "Type" && !e.value.is_empty());
             verify_service(&mut unit, type_given)?;
         }
+        mount::verify(&mut unit)?;
         for owner in &owners {
             for (map, list) in [(&self.wants, 0), (&self.requires, 1)] {
                 for dep in map.get(owner).into_iter().flatten() {

@@ -13,6 +13,7 @@ pub mod command;
 mod install;
 mod load;
 pub mod model;
+pub mod mount;
 pub mod name;
 mod service;
 pub mod specifier;

@@ -12,8 +12,33 @@ pub enum UnitKind {
     Service,
     /// `.target`
     Target,
+    /// `.mount`: run as a oneshot service calling mount(8), see
+    /// [`Unit::mount`].
+    Mount,
+    /// `.swap`: run as a oneshot service calling swapon(8), see
+    /// [`Unit::swap`].
+    Swap,
     /// Any other type, e.g. `socket`: loaded for its dependencies only.
     Unsupported(String),
+}
+
+impl UnitKind {
+    /// The type as in the unit name's suffix: `service`, `mount`, ...
+    pub fn type_name(&self) -> &str {
+        match self {
+            UnitKind::Service => "service",
+            UnitKind::Target => "target",
+            UnitKind::Mount => "mount",
+            UnitKind::Swap => "swap",
+            UnitKind::Unsupported(t) => t,
+        }
+    }
+
+    /// Whether the unit runs processes through the service life cycle
+    /// (services, and mounts and swaps with their synthesized commands).
+    pub fn runs_processes(&self) -> bool {
+        matches!(self, UnitKind::Service | UnitKind::Mount | UnitKind::Swap)
+    }
 }
 
 /// One loaded unit.
@@ -31,8 +56,13 @@ pub struct Unit {
     pub aliases: Vec<String>,
     /// `[Unit]`
     pub unit: UnitSection,
-    /// `[Service]` (defaults for other kinds).
+    /// `[Service]` (defaults for other kinds; for mounts and swaps the
+    /// commands synthesized from `[Mount]`/`[Swap]`).
     pub service: ServiceSection,
+    /// `[Mount]` (defaults for other kinds).
+    pub mount: MountSection,
+    /// `[Swap]` (defaults for other kinds).
+    pub swap: SwapSection,
     /// `[Install]`
     pub install: InstallSection,
 }
@@ -97,6 +127,34 @@ pub struct UnitSection {
     /// `X-Keel-BootHealth=no`: the unit does not count for the boot health
     /// judgement.
     pub health_opt_out: bool,
+    /// `RequiresMountsFor=`: absolute paths.
+    pub requires_mounts_for: Vec<PathBuf>,
+}
+
+/// `[Mount]` section (systemd.mount(5)).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MountSection {
+    /// `What=`: the device, file or other source to mount.
+    pub what: Option<String>,
+    /// `Where=`: the absolute, normalized mount point.
+    pub where_: Option<PathBuf>,
+    /// `Type=`
+    pub fs_type: Option<String>,
+    /// `Options=`
+    pub options: Option<String>,
+    /// `DirectoryMode=`: mode of mount point directories created (0755).
+    pub directory_mode: Option<u32>,
+}
+
+/// `[Swap]` section (systemd.swap(5)).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SwapSection {
+    /// `What=`: the absolute path of the device or file.
+    pub what: Option<String>,
+    /// `Options=`
+    pub options: Option<String>,
+    /// `Priority=`
+    pub priority: Option<i32>,
 }
 
 /// `Type=`
@@ -350,6 +408,8 @@ impl Unit {
                 send_sigkill: true,
                 ..ServiceSection::default()
             },
+            mount: MountSection::default(),
+            swap: SwapSection::default(),
             install: InstallSection::default(),
         }
     }

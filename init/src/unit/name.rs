@@ -115,6 +115,58 @@ pub fn unescape_path(s: &str) -> String {
     format!("/{}", u.trim_start_matches('/'))
 }
 
+/// systemd's unit name escaping (`systemd-escape`): `/` becomes `-`;
+/// letters, digits, `:`, `_` and `.` (but not a leading `.`) stay; every
+/// other byte becomes `\xNN`.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i == 0 => out.push_str("\\x2e"),
+            b if b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.') => {
+                out.push(char::from(b));
+            }
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// An absolute path with duplicate slashes, `.` components and a trailing
+/// slash removed (systemd's `path_simplify()`); `None` when it is not
+/// absolute or has a `..` component.
+pub fn normalize_path(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// systemd's path escaping (`systemd-escape --path`): the normalized path
+/// without its leading `/`, escaped; `/` itself is `-`. `None` when the
+/// path is not absolute and normalized (see [`normalize_path`]).
+pub fn escape_path(path: &str) -> Option<String> {
+    let p = normalize_path(path)?;
+    if p == "/" {
+        return Some("-".to_string());
+    }
+    Some(escape(p.trim_start_matches('/')))
+}
+
+/// The unit name for a path: `/var/data` and `mount` → `var-data.mount`.
+pub fn from_path(path: &str, suffix: &str) -> Option<String> {
+    escape_path(path).map(|e| format!("{e}.{suffix}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +217,60 @@ mod tests {
         assert_eq!(unescape("a\\x2"), "a\\x2");
         assert_eq!(unescape_path("dev-sda1"), "/dev/sda1");
         assert_eq!(unescape_path("-"), "/");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_path("/var/data").as_deref(), Some("var-data"));
+        assert_eq!(
+            escape_path("/dev/disk/by-partlabel/swap").as_deref(),
+            Some("dev-disk-by\\x2dpartlabel-swap")
+        );
+        assert_eq!(escape_path("//var//data/./").as_deref(), Some("var-data"));
+        assert_eq!(escape_path("/").as_deref(), Some("-"));
+        assert_eq!(escape_path("/.x/a b").as_deref(), Some("\\x2ex-a\\x20b"));
+        assert_eq!(escape_path("var/data"), None);
+        assert_eq!(escape_path("/var/../etc"), None);
+        assert_eq!(
+            from_path("/var/data", "mount").as_deref(),
+            Some("var-data.mount")
+        );
+        // Escaping and unescaping are inverse.
+        for p in [
+            "/var/data",
+            "/dev/disk/by-partlabel/swap",
+            "/a b/\u{e4}-x.y",
+        ] {
+            let e = escape_path(p).expect("absolute");
+            assert_eq!(unescape_path(&e), p);
+        }
+    }
+
+    /// Escaping, cross-checked with systemd-escape.
+    #[test]
+    fn escaping_matches_systemd_escape() {
+        for path in [
+            "/var/data",
+            "/dev/disk/by-partlabel/swap",
+            "/a b/\u{e4}.x",
+            "/.hidden/x",
+            "/",
+            "/var//data/",
+            "/-x/_y:z",
+        ] {
+            let out = match std::process::Command::new("systemd-escape")
+                .args(["--path", path])
+                .output()
+            {
+                Ok(o) => o,
+                Err(e) => panic!("systemd-escape: {e} (apt-get install systemd)"),
+            };
+            assert!(out.status.success(), "{path}");
+            let want = String::from_utf8_lossy(&out.stdout)
+                .trim_end_matches('\n')
+                .to_string();
+            assert_eq!(escape_path(path).as_deref(), Some(want.as_str()), "{path}");
+        }
     }
 
     /// Cross-check with systemd-escape, when it is installed.

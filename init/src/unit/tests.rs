@@ -9,6 +9,7 @@ use super::*;
 
 mod corpus;
 mod load;
+mod mount;
 
 pub(super) fn machine() -> MachineInfo {
     MachineInfo {
