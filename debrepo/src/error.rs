@@ -68,6 +68,8 @@ pub enum Error {
     BadRequest { request: String, message: String },
     #[error("no package satisfies {request:?}")]
     NoSuchPackage { request: String },
+    #[error("excluded package {name:?} {why}")]
+    BadExclude { name: String, why: &'static str },
     #[error("unsatisfiable dependency {dependency:?} of {package} (needed by: {chain})")]
     Unsatisfiable {
         dependency: String,

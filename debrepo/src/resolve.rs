@@ -1,5 +1,7 @@
 //! Dependency resolution: the closure of the requested packages over Depends and
 //! Pre-Depends. Recommends, Suggests, Conflicts and Breaks are not considered.
+//! Excluded packages are never selected: a dependency that names one (in
+//! any alternative) counts as met.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -14,24 +16,47 @@ struct State<'r> {
     selected_idx: HashSet<usize>,
     chain: HashMap<String, String>,
     queue: VecDeque<usize>,
+    exclude: HashSet<String>,
+    /// Excluded names some dependency asked for.
+    excluded_hits: HashSet<String>,
 }
 
 impl Repository {
     /// Resolves `requests` (`name`, `name (>= 1.0)`, `name=1.0`) to the sorted list
     /// of packages they need, themselves included.
     pub fn resolve(&self, requests: &[String]) -> Result<Vec<Package>, Error> {
+        self.resolve_excluding(requests, &[])
+    }
+
+    /// [`Repository::resolve`], leaving out the packages named in
+    /// `exclude`: dependencies on them count as met. An excluded package
+    /// that is also requested, or that nothing depends on, is an error
+    /// (the exclusion is wrong or stale).
+    pub fn resolve_excluding(
+        &self,
+        requests: &[String],
+        exclude: &[String],
+    ) -> Result<Vec<Package>, Error> {
         let mut st = State {
             repo: self,
             selected: BTreeMap::new(),
             selected_idx: HashSet::new(),
             chain: HashMap::new(),
             queue: VecDeque::new(),
+            exclude: exclude.iter().cloned().collect(),
+            excluded_hits: HashSet::new(),
         };
         for request in requests {
             let dep = parse_request(request).map_err(|message| Error::BadRequest {
                 request: request.clone(),
                 message,
             })?;
+            if st.exclude.contains(&dep.name) {
+                return Err(Error::BadExclude {
+                    name: dep.name,
+                    why: "is also requested",
+                });
+            }
             if st.satisfied(&dep) {
                 continue;
             }
@@ -57,6 +82,12 @@ impl Repository {
             for group in pkg.pre_depends.iter().chain(&pkg.depends) {
                 st.resolve_group(idx, group)?;
             }
+        }
+        if let Some(name) = exclude.iter().find(|n| !st.excluded_hits.contains(*n)) {
+            return Err(Error::BadExclude {
+                name: name.clone(),
+                why: "is not a dependency of any selected package",
+            });
         }
         Ok(st
             .selected
@@ -182,6 +213,15 @@ impl State<'_> {
 
     fn resolve_group(&mut self, parent: usize, group: &[Dep]) -> Result<(), Error> {
         if group.iter().any(|d| self.satisfied(d)) {
+            return Ok(());
+        }
+        if let Some(d) = group.iter().find(|d| self.exclude.contains(&d.name)) {
+            log::debug!(
+                "{} of {} is excluded",
+                d.name,
+                self.repo.packages[parent].name
+            );
+            self.excluded_hits.insert(d.name.clone());
             return Ok(());
         }
         let mut clash = None;

@@ -166,3 +166,36 @@ fn output_is_sorted_and_deterministic() {
         assert_eq!(names(&r, &["z"]), first);
     }
 }
+
+#[test]
+fn excluded_packages_are_left_out_and_stale_exclusions_are_errors() {
+    let r = repo(&[
+        "tools 1 ; Depends: libc, python3:any, libicu (>= 72)",
+        "libc 1",
+        "python3 3 ; Multi-Arch: allowed ; Depends: libpython",
+        "libpython 3",
+        "libicu 72",
+    ]);
+    let ex = |req: &[&str], exclude: &[&str]| {
+        let req: Vec<String> = req.iter().map(|s| s.to_string()).collect();
+        let exclude: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+        r.resolve_excluding(&req, &exclude)
+            .map(|pkgs| pkgs.iter().map(|p| p.name.clone()).collect::<Vec<String>>())
+    };
+    assert_eq!(
+        ex(&["tools"], &["python3", "libicu"]).unwrap(),
+        ["libc", "tools"]
+    );
+    // Without the exclusion, all of it (the dependencies of python3 too).
+    assert_eq!(ex(&["tools"], &[]).unwrap().len(), 5);
+    assert_eq!(
+        ex(&["tools"], &["perl"]).unwrap_err().to_string(),
+        "excluded package \"perl\" is not a dependency of any selected package"
+    );
+    assert_eq!(
+        ex(&["tools", "libicu"], &["libicu"])
+            .unwrap_err()
+            .to_string(),
+        "excluded package \"libicu\" is also requested"
+    );
+}

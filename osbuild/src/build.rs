@@ -123,8 +123,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     let repo = debrepo::Repository::open(&sources, "amd64", &opts.cache_dir, mode)
         .context("opening the package repositories")?;
     let root_pkgs = repo
-        .resolve(&cfg.packages.include)
-        .context("resolving packages.include")?;
+        .resolve_excluding(&cfg.packages.include, &cfg.packages.exclude)
+        .context("resolving packages.include (with packages.exclude)")?;
     let kernel_pkgs: Vec<_> = repo
         .resolve(std::slice::from_ref(&cfg.kernel.package))
         .context("resolving kernel.package")?

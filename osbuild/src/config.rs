@@ -60,6 +60,10 @@ pub struct Packages {
     pub components: Vec<String>,
     /// Packages to install; their Depends and Pre-Depends are resolved.
     pub include: Vec<String>,
+    /// Packages left out although an included package depends on them
+    /// (for dependencies of parts of a package the image does not use).
+    #[serde(default)]
+    pub exclude: Vec<String>,
     /// Mirror URL for every suite. Default: the build host's apt sources.
     pub mirror: Option<String>,
     /// OpenPGP keyring that signs the mirror's Release files.

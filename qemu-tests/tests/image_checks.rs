@@ -394,6 +394,52 @@ fn erofs_root_passes_fsck_and_extracts() {
     }
 }
 
+/// The tools keel-firstboot and mount units run are in the root and find
+/// every library they link: `packages.exclude` left out only what they do
+/// not need.
+#[test]
+fn storage_tools_find_their_libraries() {
+    let image = image();
+    let dir = TempDir::new().unwrap();
+    let tree = image.root_tree(&dir);
+    let libdirs = ["usr/lib/x86_64-linux-gnu", "usr/lib", "usr/lib64"];
+    for tool in [
+        "usr/sbin/mkfs.ext4",
+        "usr/sbin/e2fsck",
+        "usr/sbin/mkfs.xfs",
+        "usr/sbin/xfs_repair",
+        "usr/sbin/mkfs.fat",
+        "usr/sbin/fsck.fat",
+        "usr/sbin/mkswap",
+        "usr/sbin/swapon",
+        "usr/sbin/swapoff",
+        "usr/sbin/blkid",
+        "usr/sbin/blockdev",
+        "usr/sbin/fsck",
+        "usr/bin/mount",
+        "usr/bin/umount",
+    ] {
+        let bin = tree.join(tool);
+        assert!(bin.is_file(), "{tool} is not in the root");
+        let dynamic = run_ok("readelf", &["--dynamic", s(&bin)]);
+        for lib in dynamic
+            .lines()
+            .filter(|l| l.contains("(NEEDED)"))
+            .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        {
+            assert!(
+                libdirs.iter().any(|d| tree.join(d).join(lib).exists()),
+                "{tool} needs {lib}, which is not in the root"
+            );
+        }
+    }
+    // The shell script fsck.xfs runs under the root's /bin/sh.
+    assert!(tree.join("usr/sbin/fsck.xfs").is_file());
+    assert!(tree
+        .join("usr/lib/systemd/system/systemd-fsck@.service")
+        .is_file());
+}
+
 #[test]
 fn esp_passes_fsck_fat_and_holds_boot_files() {
     let image = image();
