@@ -41,9 +41,11 @@ enum Command {
     /// `ignition.timeouts`) is fetched and checked before the first write.
     /// https trusts ROOT/etc/ssl/certs/ca-certificates.crt plus the
     /// config's `ignition.security.tls` CAs when it lists any; the
-    /// config's `ignition.proxy` is used. Disks and filesystems are
-    /// refused as not built yet, and kernel arguments (a tree has no boot
-    /// entry), before anything is written. Setting owners needs root.
+    /// config's `ignition.proxy` is used. Disks, filesystems and kernel
+    /// arguments are refused before anything is written: they are a
+    /// node's (see `run`), and a tree has neither disks nor a boot entry;
+    /// so are RAID, LUKS and btrfs, which Keel does not build. Setting
+    /// owners needs root.
     Apply {
         /// The tree to apply to (a node's `/`, or an image tree).
         #[arg(long)]
@@ -66,6 +68,15 @@ enum Command {
     ///
     /// The network is brought up (with --network-up) only when a config or
     /// a resource has an http or https source.
+    ///
+    /// After everything is fetched and before the first file is written,
+    /// `storage.disks` are partitioned (GPT; extra disks only, never one
+    /// with a mounted partition) and `storage.filesystems` made or kept
+    /// (mkfs.ext4, mkfs.xfs, mkfs.vfat, mkswap, as Ignition runs them);
+    /// those with a `path` are mounted below ROOT while the files are
+    /// written and get an enabled mount unit in
+    /// ROOT/etc/systemd/system unless the config has one. Partitions and
+    /// file systems are not rolled back on a later failure.
     Run {
         /// The node's root.
         #[arg(long, default_value = "/")]
@@ -191,7 +202,12 @@ fn provision(
         &sources,
         &fetchers,
         &keel_firstboot::apply::RealSys,
-        entry,
+        keel_firstboot::apply::Node {
+            boot_entry: entry,
+            storage: Some(&keel_firstboot::apply::Tools {
+                root: std::path::PathBuf::from("/"),
+            }),
+        },
     ) {
         Ok(Outcome::AlreadyProvisioned) => {
             println!(

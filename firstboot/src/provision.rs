@@ -381,14 +381,14 @@ pub fn find(sources: &Sources, fetch: &dyn Fetch) -> Result<(Origin, Vec<u8>), P
 /// find, validate and apply the config, then record it. A failure leaves
 /// no state file, so the next boot tries again from the start.
 ///
-/// `boot_entry` is the booted boot entry that `kernelArguments` edit, or
-/// why there is none.
+/// `node` has the booted boot entry that `kernelArguments` edit (or why
+/// there is none) and the node's disks.
 pub fn run(
     root: &Path,
     sources: &Sources,
     fetchers: &dyn Fetchers,
     sys: &dyn Sys,
-    boot_entry: Result<&Path, &str>,
+    node: apply::Node<'_>,
 ) -> Result<Outcome, ProvisionError> {
     let state = root.join(STATE_FILE);
     if state.exists() {
@@ -408,12 +408,12 @@ pub fn run(
         }
         let config = prepare(&origin, parsed, fetchers)?;
         let fetch = fetchers.for_config(Some(&config));
-        reboot = apply::apply_node(root, &config, fetch.as_ref(), sys, boot_entry).map_err(
-            |source| ProvisionError::Apply {
+        reboot = apply::apply_node(root, &config, fetch.as_ref(), sys, node).map_err(|source| {
+            ProvisionError::Apply {
                 origin: origin.clone(),
                 source: Box::new(source),
-            },
-        )?;
+            }
+        })?;
     }
     let record = serde_json::json!({
         "source": origin.to_string(),
@@ -470,7 +470,10 @@ mod tests {
             s,
             &InlineOnly,
             &RecordingSys::default(),
-            Err("no boot entry in tests"),
+            apply::Node {
+                boot_entry: Err("no boot entry in tests"),
+                storage: None,
+            },
         )
     }
 

@@ -4,17 +4,21 @@
 //! Built: `storage.files`, `storage.directories` and `storage.links`
 //! ([`nodes`]) with `data:`, http and https sources ([`fetch`]), `passwd`
 //! ([`passwd`]), `systemd.units` ([`units`]) and, on a node,
-//! `kernelArguments` ([`kargs`]). Everything is fetched and every owner
-//! resolved before the first write, and a failure part way restores the
-//! root ([`journal`]). Disks and filesystems are not built: a config that
-//! asks for them is refused, naming the JSON path, before anything is
-//! written.
+//! `kernelArguments` ([`kargs`]), and, on a node, `storage.disks` and
+//! `storage.filesystems` ([`storage`], [`disks`]). Everything is fetched
+//! and every owner resolved before the first write, and a failure part
+//! way restores the root ([`journal`]); partition tables and file systems
+//! are made first and stay (see [`storage`]). RAID and LUKS are not
+//! built: a config that asks for them is refused, naming the JSON path,
+//! before anything is written.
 
+pub mod disks;
 pub mod fetch;
 pub mod journal;
 pub mod kargs;
 pub mod nodes;
 pub mod passwd;
+pub mod storage;
 pub mod sys;
 pub mod units;
 
@@ -25,6 +29,7 @@ use crate::config::Config;
 use crate::report::JsonPath;
 
 pub use fetch::{Client, Failing, Fetch, FetchError, InlineOnly, Network, NetworkUp, Online};
+pub use storage::{Storage, Tools};
 pub use sys::{RealSys, RecordingSys, Sys};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,14 @@ pub enum ApplyError {
     NotBuilt { path: JsonPath, what: &'static str },
     #[error("{path}: {message}")]
     Config { path: JsonPath, message: String },
+    /// Partitioning, making or mounting a file system failed. What the
+    /// step made before stays (see [`storage`]); nothing else was written.
+    #[error("{path}: {message}")]
+    Storage { path: JsonPath, message: String },
+    /// A partition table could not be made as asked (nothing was written
+    /// to that disk).
+    #[error(transparent)]
+    Disk(#[from] disks::DiskError),
     #[error("{path}: {source}")]
     Fetch {
         path: JsonPath,
@@ -69,17 +82,7 @@ fn undo_note(undo: &[String]) -> String {
 fn not_built(config: &Config) -> Option<ApplyError> {
     let root = JsonPath::root();
     let storage = config.storage.as_ref();
-    let checks: [(bool, JsonPath, &'static str); 4] = [
-        (
-            storage.is_some_and(|s| s.disks.as_ref().is_some_and(|d| !d.is_empty())),
-            root.key("storage").key("disks"),
-            "storage.disks",
-        ),
-        (
-            storage.is_some_and(|s| s.filesystems.as_ref().is_some_and(|d| !d.is_empty())),
-            root.key("storage").key("filesystems"),
-            "storage.filesystems",
-        ),
+    let checks: [(bool, JsonPath, &'static str); 2] = [
         (
             storage.is_some_and(|s| s.raid.as_ref().is_some_and(|d| !d.is_empty())),
             root.key("storage").key("raid"),
@@ -99,37 +102,65 @@ fn not_built(config: &Config) -> Option<ApplyError> {
 
 /// Applies `config` (already validated) to `root`: everything is fetched
 /// and checked first, then written; a failure part way puts the root back
-/// as it was. A config with `kernelArguments` is refused: a tree has no
-/// boot entry (see [`apply_node`]).
+/// as it was. A config with `kernelArguments`, disks or file systems is
+/// refused: a tree has no boot entry and no disks of its own (see
+/// [`apply_node`]).
 pub fn apply(root: &Path, config: &Config, f: &dyn Fetch, sys: &dyn Sys) -> Result<(), ApplyError> {
     apply_node(
         root,
         config,
         f,
         sys,
-        Err("a directory tree has no boot entry to edit"),
+        Node {
+            boot_entry: Err("a directory tree has no boot entry to edit"),
+            storage: None,
+        },
     )
     .map(|_| ())
 }
 
-/// [`apply`] on a node: `boot_entry` is the booted Boot Loader
-/// Specification entry, whose options `kernelArguments` edit (or why
-/// there is none). The entry is read and its new text made before the
-/// first write, and put in place after everything else; if that fails,
-/// the root is put back too. Returns whether the kernel command line
-/// changed (it takes effect at the next boot).
+/// What only a node has.
+pub struct Node<'a> {
+    /// The booted Boot Loader Specification entry, whose options
+    /// `kernelArguments` edit, or why there is none.
+    pub boot_entry: Result<&'a Path, &'a str>,
+    /// The node's disks, for `storage.disks` and `storage.filesystems`
+    /// (`None`: a directory tree, where they are refused).
+    pub storage: Option<&'a dyn Storage>,
+}
+
+/// [`apply`] on a node. The boot entry is read and its new text made
+/// before the first write, and put in place after everything else; if
+/// that fails, the root is put back too. Disks are partitioned and file
+/// systems made after everything is fetched and before the first file is
+/// written; those with a `path` are mounted below `root` while the files
+/// are written, and get a mount unit. Returns whether the kernel command
+/// line changed (it takes effect at the next boot).
 pub fn apply_node(
     root: &Path,
     config: &Config,
     f: &dyn Fetch,
     sys: &dyn Sys,
-    boot_entry: Result<&Path, &str>,
+    node: Node<'_>,
 ) -> Result<bool, ApplyError> {
     if let Some(e) = not_built(config) {
         return Err(e);
     }
+    let disks = match (storage::wanted(config), node.storage) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(ApplyError::Config {
+                path: JsonPath::root().key("storage"),
+                message: "disks and filesystems are applied only on a node at first boot (keel-firstboot run), not to a directory tree".into(),
+            })
+        }
+        (true, Some(st)) => {
+            storage::check(root, config)?;
+            Some(st)
+        }
+    };
     let kargs_path = JsonPath::root().key("kernelArguments");
-    let edit = match (&config.kernel_arguments, boot_entry) {
+    let edit = match (&config.kernel_arguments, node.boot_entry) {
         (Some(k), entry) if kargs::wanted(Some(k)) => {
             let entry = entry.map_err(|why| ApplyError::Config {
                 path: kargs_path.clone(),
@@ -146,29 +177,48 @@ pub fn apply_node(
         Some(s) => nodes::prepare(s, f)?,
         None => Vec::new(),
     };
+    let (mounted, mount_units) = match disks {
+        Some(st) => (
+            storage::apply(root, config, st)?,
+            storage::mount_units(config),
+        ),
+        None => (storage::Mounted::default(), Vec::new()),
+    };
     let mut journal = journal::Journal::default();
     let written =
-        write_all(root, config, &mut entries, &mut journal, sys).and_then(|()| match &edit {
-            Some(e) => kargs::write(e).map_err(|err| {
-                (
-                    kargs_path.clone(),
-                    format!("writing {}: {err}", e.entry.display()),
-                )
-            }),
-            None => Ok(()),
+        write_all(root, config, &mount_units, &mut entries, &mut journal, sys).and_then(|()| {
+            match &edit {
+                Some(e) => kargs::write(e).map_err(|err| {
+                    (
+                        kargs_path.clone(),
+                        format!("writing {}: {err}", e.entry.display()),
+                    )
+                }),
+                None => Ok(()),
+            }
         });
     if let Err((path, message)) = written {
-        let undo = journal.rollback(sys);
+        let mut undo = journal.rollback(sys);
+        if let Some(st) = disks {
+            undo.extend(mounted.unmount(st));
+        }
         return Err(ApplyError::Write {
             path,
             message,
             undo,
         });
     }
-    let leftovers = journal.commit();
+    let mut leftovers = journal.commit();
+    if let Some(st) = disks {
+        // Still mounted is no harm: the mount unit finds it mounted.
+        for left in mounted.unmount(st) {
+            st.log(&format!("warning: {left}"));
+        }
+    }
     if leftovers.is_empty() {
         Ok(edit.is_some())
     } else {
+        leftovers.sort();
         Err(ApplyError::Cleanup(leftovers))
     }
 }
@@ -177,6 +227,7 @@ pub fn apply_node(
 fn write_all(
     root: &Path,
     config: &Config,
+    mount_units: &[(JsonPath, ignition_config::v3_6::Unit)],
     entries: &mut [nodes::Entry],
     journal: &mut journal::Journal,
     sys: &dyn Sys,
@@ -187,8 +238,8 @@ fn write_all(
     }
     nodes::resolve_owners(root, entries)?;
     nodes::write(root, entries, journal, sys)?;
-    if let Some(s) = &config.systemd {
-        units::apply(root, s, journal, sys)?;
+    if config.systemd.is_some() || !mount_units.is_empty() {
+        units::apply(root, config.systemd.as_ref(), mount_units, journal, sys)?;
     }
     Ok(())
 }
@@ -206,12 +257,23 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let c = parsed(
             r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a"}],
+                "luks":[{"name":"data","device":"/dev/vdb"}]}}"#,
+        );
+        let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "$.storage.luks: storage.luks is not applied by Keel yet"
+        );
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        // Disks and file systems are a node's, not a tree's.
+        let c = parsed(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/a"}],
                 "filesystems":[{"device":"/dev/vdb","format":"ext4"}]}}"#,
         );
         let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "$.storage.filesystems: storage.filesystems is not applied by Keel yet"
+            "$.storage: disks and filesystems are applied only on a node at first boot (keel-firstboot run), not to a directory tree"
         );
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
         let c = parsed(
@@ -248,7 +310,10 @@ mod tests {
             &c,
             &InlineOnly,
             &RecordingSys::default(),
-            Ok(&missing),
+            Node {
+                boot_entry: Ok(&missing),
+                storage: None,
+            },
         )
         .unwrap_err();
         assert!(
@@ -262,7 +327,10 @@ mod tests {
             &c,
             &InlineOnly,
             &RecordingSys::default(),
-            Ok(&entry),
+            Node {
+                boot_entry: Ok(&entry),
+                storage: None,
+            },
         )
         .unwrap();
         assert!(changed);
@@ -278,7 +346,10 @@ mod tests {
             &c,
             &InlineOnly,
             &RecordingSys::default(),
-            Ok(&entry),
+            Node {
+                boot_entry: Ok(&entry),
+                storage: None,
+            },
         )
         .unwrap();
         assert!(!again);

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use ignition_config::v3_6::Systemd;
+use ignition_config::v3_6::{Systemd, Unit};
 use keel_init::unit::{self, InstallChange, InstallError, MachineInfo};
 
 use super::journal::Journal;
@@ -96,17 +96,27 @@ fn record(
     }
 }
 
-/// Writes, masks and enables the config's units; `Err` names the unit.
+/// Writes, masks and enables the config's units, then the `extra` units
+/// Keel makes for the config (mount units, each with the JSON path it was
+/// made for); `Err` names the unit.
 pub fn apply(
     root: &Path,
-    s: &Systemd,
+    s: Option<&Systemd>,
+    extra: &[(JsonPath, Unit)],
     journal: &mut Journal,
     sys: &dyn Sys,
 ) -> Result<(), (JsonPath, String)> {
     let at = JsonPath::root().key("systemd").key("units");
-    let units = s.units.as_deref().unwrap_or_default();
-    for (i, u) in units.iter().enumerate() {
-        let p = at.index(i);
+    let units: Vec<(JsonPath, &Unit)> = s
+        .and_then(|s| s.units.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (at.index(i), u))
+        .chain(extra.iter().map(|(p, u)| (p.clone(), u)))
+        .collect();
+    for (p, u) in &units {
+        let p = p.clone();
         let path = format!("{UNIT_DIR}/{}", u.name);
         if u.mask == Some(true) {
             let dir = make_parents(root, Path::new(UNIT_DIR), journal, sys)
@@ -142,7 +152,7 @@ pub fn apply(
     }
     // Enablement reads the unit files as the root now has them.
     let loaded = unit::load_units(root, &MachineInfo::default());
-    for (i, u) in units.iter().enumerate() {
+    for (p, u) in &units {
         let Some(enabled) = u.enabled else { continue };
         let before = links(root);
         let result = if enabled {
@@ -157,10 +167,7 @@ pub fn apply(
             Err(InstallError::NotFound { .. }) if !enabled => {}
             Err(e) => {
                 let verb = if enabled { "enabling" } else { "disabling" };
-                return Err((
-                    at.index(i).key("enabled"),
-                    format!("{verb} {}: {e}", u.name),
-                ));
+                return Err((p.key("enabled"), format!("{verb} {}: {e}", u.name)));
             }
         }
     }
