@@ -1,12 +1,12 @@
 //! keel-firstboot: applies an Ignition v3 config once, all or nothing.
 //!
-//! So far: reading configs of spec 3.0.0 through 3.6.0 ([`config`]),
-//! validating them with Ignition's rules and Keel's limits ([`validate`]),
-//! reporting findings at their JSON path ([`report`]), and applying the
-//! storage nodes with inline sources to a root ([`apply`]). Fetching over
-//! the network, the other sections and the first boot itself are not
-//! built yet; images built today contain no first-boot program, and
-//! nothing in them claims to apply Ignition configs.
+//! Reading configs of spec 3.0.0 through 3.6.0 ([`config`]), validating
+//! them with Ignition's rules and Keel's limits ([`validate`]), reporting
+//! findings at their JSON path ([`report`]), merged and replacing configs
+//! ([`merge`], [`provision::render`]), applying them to a tree or a node
+//! ([`apply`]: files, users, units, kernel arguments, disks and file
+//! systems), and a node's first boot ([`provision`]). docs/ignition.md has
+//! the support matrix.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod apply;

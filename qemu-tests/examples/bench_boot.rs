@@ -7,9 +7,17 @@
 //!
 //! Each guest is booted twice: its first boot (a new disk: /var grows,
 //! machine-id and SSH host keys are made) and one `keelctl reboot` later.
+//! With `--ignition FILE` the first boot applies that config from fw_cfg,
+//! and the wall time of keel-init's first-boot step (from `first boot:
+//! running keel-firstboot` to keel-firstboot's `applied` line) is
+//! reported too; `--extra-disk-mib N` gives each guest a blank second disk
+//! (`/dev/vdb`) for the config's `storage.disks`.
+//! `qemu-tests/examples/bench-storage.ign` partitions such a disk (512 MiB)
+//! into ext4, swap and xfs.
 //!
 //! ```sh
-//! cargo run --release -p qemu-tests --example bench_boot -- [--boots N] [--image NAME]
+//! cargo run --release -p qemu-tests --example bench_boot -- [--boots N] [--image NAME] \
+//!     [--ignition FILE] [--extra-disk-mib N]
 //! ```
 //! `make bench-boot` runs it on the default image. It needs the image in
 //! `out/` (`make image`) and, like the tests, uses TCG unless
@@ -30,6 +38,12 @@ struct Args {
     /// The image in out/ (or $KEEL_OUT) to boot.
     #[arg(long, default_value = "containerd")]
     image: String,
+    /// An Ignition config for each first boot (QEMU fw_cfg).
+    #[arg(long, value_name = "FILE")]
+    ignition: Option<std::path::PathBuf>,
+    /// A blank second disk of this many MiB for each guest.
+    #[arg(long, value_name = "N")]
+    extra_disk_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,6 +55,8 @@ struct Sample {
     wall: f64,
     init_rss_kib: f64,
     used_kib: f64,
+    /// Wall time of the first-boot step (NaN when not measured).
+    firstboot: f64,
 }
 
 fn field(line: &str, after: &str) -> Option<f64> {
@@ -55,6 +71,23 @@ fn parse_startup(line: &str) -> Option<(f64, f64, f64, f64)> {
         field(line, "units up at ")?,
         field(line, "boot complete at ")?,
     ))
+}
+
+/// The wall time from keel-init starting keel-firstboot to its `applied`
+/// line (the host sees serial lines as they are written).
+fn firstboot_step(g: &Guest) -> Result<f64, String> {
+    let e = |e: HarnessError| format!("{e:?}");
+    let ran = g
+        .wait_for_match(
+            "keel-init: first boot: running keel-firstboot",
+            0,
+            BOOT_TIMEOUT,
+        )
+        .map_err(e)?;
+    let t = Instant::now();
+    g.wait_for_match("keel-firstboot: applied ", ran.end, BOOT_TIMEOUT)
+        .map_err(e)?;
+    Ok(t.elapsed().as_secs_f64())
 }
 
 fn measure(g: &Guest, from: usize, t0: Instant) -> Result<Sample, String> {
@@ -91,6 +124,7 @@ fn measure(g: &Guest, from: usize, t0: Instant) -> Result<Sample, String> {
         wall,
         init_rss_kib,
         used_kib,
+        firstboot: f64::NAN,
     })
 }
 
@@ -108,8 +142,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn print_row(label: &str, s: &Sample) {
+    let step = if s.firstboot.is_nan() {
+        "–".to_string()
+    } else {
+        format!("{:.1}", s.firstboot)
+    };
     println!(
-        "| {label} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} |",
+        "| {label} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {step} |",
         s.kernel,
         s.initramfs,
         s.units_up,
@@ -130,25 +169,36 @@ fn summary(label: &str, v: &[Sample]) -> Sample {
         wall: m(|s| s.wall),
         init_rss_kib: m(|s| s.init_rss_kib),
         used_kib: m(|s| s.used_kib),
+        firstboot: m(|s| s.firstboot),
     };
     print_row(&format!("**median {label}** (n={})", v.len()), &s);
     s
 }
 
-fn run(boots: u32, image: &str) -> Result<(), String> {
-    let path = find_image(image).map_err(|e| format!("{e:?}"))?;
-    eprintln!("bench_boot: {} boots x 2 of {}", boots, path.display());
+fn run(args: &Args) -> Result<(), String> {
+    let path = find_image(&args.image).map_err(|e| format!("{e:?}"))?;
+    eprintln!("bench_boot: {} boots x 2 of {}", args.boots, path.display());
     let (mut first, mut again) = (Vec::new(), Vec::new());
-    println!("| boot | kernel (s) | initramfs (s) | units up (s) | boot complete (s) | QEMU start to complete (s) | init RSS (KiB) | used memory (MiB) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for i in 1..=boots {
+    println!("| boot | kernel (s) | initramfs (s) | units up (s) | boot complete (s) | QEMU start to complete (s) | init RSS (KiB) | used memory (MiB) | first-boot step (s) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for i in 1..=args.boots {
         let t0 = Instant::now();
-        let mut g = GuestBuilder::new(&path)
+        let mut b = GuestBuilder::new(&path)
             .name(&format!("bench-{i}"))
-            .disk_size(3 << 30)
-            .boot()
-            .map_err(|e| format!("{e:?}"))?;
-        let s = measure(&g, 0, t0).map_err(|e| format!("boot {i}: {e}"))?;
+            .disk_size(3 << 30);
+        if let Some(config) = &args.ignition {
+            b = b.ignition(config);
+        }
+        if let Some(mib) = args.extra_disk_mib {
+            b = b.extra_disk(mib << 20);
+        }
+        let mut g = b.boot().map_err(|e| format!("{e:?}"))?;
+        let step = match &args.ignition {
+            Some(_) => firstboot_step(&g).map_err(|e| format!("boot {i}: {e}"))?,
+            None => f64::NAN,
+        };
+        let mut s = measure(&g, 0, t0).map_err(|e| format!("boot {i}: {e}"))?;
+        s.firstboot = step;
         print_row(&format!("{i} first"), &s);
         first.push(s);
         let mark = g.serial_offset();
@@ -166,7 +216,7 @@ fn run(boots: u32, image: &str) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args = <Args as clap::Parser>::parse();
-    match run(args.boots, &args.image) {
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench_boot: error: {e}");

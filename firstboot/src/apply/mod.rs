@@ -34,7 +34,7 @@ pub use sys::{RealSys, RecordingSys, Sys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{path}: {what} is not applied by Keel yet")]
+    #[error("{path}: {what} is not supported by Keel")]
     NotBuilt { path: JsonPath, what: &'static str },
     #[error("{path}: {message}")]
     Config { path: JsonPath, message: String },
@@ -262,7 +262,7 @@ mod tests {
         let e = apply(root.path(), &c, &InlineOnly, &RecordingSys::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "$.storage.luks: storage.luks is not applied by Keel yet"
+            "$.storage.luks: storage.luks is not supported by Keel"
         );
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
         // Disks and file systems are a node's, not a tree's.

@@ -307,24 +307,10 @@ pub fn apply(root: &Path, config: &Config, storage: &dyn Storage) -> Result<Moun
     Ok(mounted)
 }
 
-/// `systemd-escape --path`: `/var/lib/data` → `var-lib-data`.
-pub fn escape_path(path: &str) -> String {
-    let trimmed = path.trim_matches('/');
-    if trimmed.is_empty() {
-        return "-".into();
-    }
-    let mut out = String::new();
-    for (i, b) in trimmed.bytes().enumerate() {
-        match b {
-            b'/' => out.push('-'),
-            b'.' if i == 0 => out.push_str("\\x2e"),
-            b if b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'.' => {
-                out.push(b as char)
-            }
-            b => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out
+/// `systemd-escape --path` (keel-init's, so the names are the ones it
+/// loads); validation made the paths absolute and normalized.
+fn escape_path(path: &str) -> String {
+    keel_init::unit::name::escape_path(path).unwrap_or_else(|| path.to_string())
 }
 
 /// The mount units Keel writes for file systems with a `path`, as
@@ -909,6 +895,53 @@ mod tests {
         );
         assert!(!root2.join("var/data/hello").exists());
         assert!(!root2.join("etc/systemd/system/var-data.mount").exists());
+    }
+
+    /// A sysfs and /dev below a temp root: `vda` with a partition held by
+    /// device-mapper and one mounted, `vdb` with a free partition.
+    #[test]
+    fn the_boot_disk_is_in_use_and_an_extra_disk_is_not() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        let mkdir = |p: &str| fs::create_dir_all(root.join(p)).expect("mkdir");
+        let touch = |p: &str| fs::write(root.join(p), "").expect("write");
+        mkdir("dev");
+        mkdir("proc/self");
+        for d in ["vda", "vdb"] {
+            touch(&format!("dev/{d}"));
+            mkdir(&format!("sys/class/block/{d}/queue"));
+            fs::write(
+                root.join(format!("sys/class/block/{d}/queue/logical_block_size")),
+                "4096\n",
+            )
+            .expect("write");
+        }
+        for p in ["vda/vda2", "vda/vda6", "vdb/vdb1"] {
+            mkdir(&format!("sys/class/block/{p}/holders"));
+            touch(&format!("sys/class/block/{p}/partition"));
+        }
+        for p in ["vda2", "vda6", "vdb1"] {
+            mkdir(&format!("sys/class/block/{p}"));
+        }
+        mkdir("sys/class/block/vda2/holders/dm-0");
+        let tools = Tools {
+            root: root.to_path_buf(),
+        };
+        let vda = root.join("dev/vda");
+        let vdb = root.join("dev/vdb");
+        assert_eq!(
+            tools.in_use(&vda).as_deref(),
+            Some("/dev/vda2 is in use by device-mapper (the boot disk?)")
+        );
+        fs::write(
+            root.join("proc/self/mounts"),
+            "/dev/vda6 /var ext4 rw 0 0\n",
+        )
+        .expect("mounts");
+        fs::remove_dir(root.join("sys/class/block/vda2/holders/dm-0")).expect("rmdir");
+        assert_eq!(tools.in_use(&vda).as_deref(), Some("/dev/vda6 is mounted"));
+        assert_eq!(tools.in_use(&vdb), None);
+        assert_eq!(tools.sector_size(&vdb), Ok(4096));
     }
 
     /// blkid and the mkfs tools on sparse files: what `Tools` reads back
