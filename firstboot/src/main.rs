@@ -204,9 +204,7 @@ fn provision(
         &keel_firstboot::apply::RealSys,
         keel_firstboot::apply::Node {
             boot_entry: entry,
-            storage: Some(&keel_firstboot::apply::Tools {
-                root: std::path::PathBuf::from("/"),
-            }),
+            storage: Some(&keel_firstboot::apply::Tools::new("/")),
         },
     ) {
         Ok(Outcome::AlreadyProvisioned) => {

@@ -51,6 +51,37 @@ fn what_keel_does_not_do_is_an_error_naming_it() {
 }
 
 #[test]
+fn mount_points_keel_keeps_for_itself_are_errors() {
+    for (path, what) in [
+        ("/var", "Keel's var partition"),
+        ("/var/lib/keel/etc", "Keel's var partition"),
+        ("/usr/local", "the verified read-only root"),
+        ("/", "the verified read-only root"),
+        ("/etc/containerd", "the /etc overlay"),
+        ("/run/x", "an API file system"),
+    ] {
+        let f = findings(&format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"filesystems":[
+                {{"device":"/dev/vdb","format":"ext4","path":"{path}"}}]}}}}"#
+        ));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].starts_with(&format!(
+                "error at $.storage.filesystems.0.path: a file system cannot be mounted on {path} on Keel: that is {what}"
+            )),
+            "{f:?}"
+        );
+    }
+    // Below /var is fine, and swap has no mount point.
+    let f = findings(
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[
+            {"device":"/dev/vdb","format":"ext4","path":"/var/lib/containerd"},
+            {"device":"/dev/vdc","format":"swap","path":"/var"}]}}"#,
+    );
+    assert!(f.is_empty(), "{f:?}");
+}
+
+#[test]
 fn later_specs_follow_their_own_rules() {
     let mode = |v: &str| {
         findings(&format!(

@@ -95,14 +95,14 @@ pub fn wanted(config: &Config) -> bool {
 }
 
 /// Checks that need no device: mount points that cannot be made. (Formats
-/// Keel does not make, btrfs, are validation errors.) Run before anything
-/// is written.
+/// Keel does not make and mount points it reserves are validation errors,
+/// see `validate::keel`.) Run before anything is written.
 pub fn check(root: &Path, config: &Config) -> Result<(), ApplyError> {
     for (at, f) in filesystems(config) {
         let Some(path) = mount_path(f) else { continue };
         // The root is read-only: a mount point must exist in the image or
         // be made on /var.
-        let under_var = path == "/var" || path.starts_with("/var/");
+        let under_var = path.starts_with("/var/");
         if !under_var && !root.join(path.trim_start_matches('/')).is_dir() {
             return Err(ApplyError::Config {
                 path: at.key("path"),
@@ -373,6 +373,18 @@ pub fn mount_units(config: &Config) -> Vec<(JsonPath, Unit)> {
 pub struct Tools {
     /// Where the node's `/dev` and `/sys` are (`/`).
     pub root: PathBuf,
+    /// How long to wait for a device that is not there (yet).
+    pub device_wait: Duration,
+}
+
+impl Tools {
+    /// The tools on the node at `root`, waiting up to 10 s for devices.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Tools {
+            root: root.into(),
+            device_wait: Duration::from_secs(10),
+        }
+    }
 }
 
 fn run_tool(program: &str, args: &[String]) -> Result<std::process::Output, String> {
@@ -452,6 +464,20 @@ impl Storage for Tools {
     }
 
     fn probe(&self, device: &Path) -> Result<Option<FsInfo>, String> {
+        // Devices present at boot are there; a partition the config just
+        // made appears within moments. (blkid says "nothing found" of a
+        // path that does not exist, which must not lead to mkfs.)
+        let deadline = Instant::now() + self.device_wait;
+        while !device.exists() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} does not exist (waited {:.1} s)",
+                    device.display(),
+                    self.device_wait.as_secs_f64()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let dev = device.display().to_string();
         let out = run_tool("blkid", &["-p".into(), "-o".into(), "export".into(), dev])?;
         match out.status.code() {
@@ -924,9 +950,7 @@ mod tests {
             mkdir(&format!("sys/class/block/{p}"));
         }
         mkdir("sys/class/block/vda2/holders/dm-0");
-        let tools = Tools {
-            root: root.to_path_buf(),
-        };
+        let tools = Tools::new(root);
         let vda = root.join("dev/vda");
         let vdb = root.join("dev/vdb");
         assert_eq!(
@@ -945,13 +969,21 @@ mod tests {
     }
 
     /// blkid and the mkfs tools on sparse files: what `Tools` reads back
-    /// is what mkfs made, so a second run keeps it.
+    /// is what mkfs made, so a second run keeps it; a device that is not
+    /// there is an error, not an empty device.
     #[test]
     fn tools_probe_what_mkfs_made() {
         let t = tempfile::tempdir().expect("tempdir");
         let tools = Tools {
-            root: t.path().to_path_buf(),
+            device_wait: Duration::from_millis(300),
+            ..Tools::new(t.path())
         };
+        let gone = t.path().join("vdz");
+        let e = tools.probe(&gone).expect_err("no such device");
+        assert_eq!(
+            e,
+            format!("{} does not exist (waited 0.3 s)", gone.display())
+        );
         for (format, size) in [
             ("ext4", 32u64 << 20),
             ("vfat", 32 << 20),

@@ -89,6 +89,17 @@ pub fn keel(config: &Config) -> Report {
     }
     for (i, fs) in s.filesystems.iter().flatten().enumerate() {
         if let Some(f) = fs.format.as_deref().filter(|f| !f.is_empty()) {
+            let mounted = f != "swap" && f != "none";
+            if let Some(path) = fs.path.as_deref().filter(|p| mounted && !p.is_empty()) {
+                if let Some(what) = reserved_mount_point(path) {
+                    r.error(
+                        st.key("filesystems").index(i).key("path"),
+                        format!(
+                            "a file system cannot be mounted on {path} on Keel: that is {what}"
+                        ),
+                    );
+                }
+            }
             if !FORMATS.contains(&f) {
                 r.error(
                     st.key("filesystems").index(i).key("format"),
@@ -107,4 +118,23 @@ pub fn keel(config: &Config) -> Report {
         r.error(st.key("luks").index(i), "LUKS is not supported by Keel");
     }
     r
+}
+
+/// Where Keel does not mount a file system, with why: the verified root,
+/// the `/etc` overlay, the API file systems, and `/var` itself and Keel's
+/// state in it (the `/etc` overlay's changes, the first-boot record).
+fn reserved_mount_point(path: &str) -> Option<&'static str> {
+    let path = path.trim_end_matches('/');
+    let within = |top: &str| path == top || path.starts_with(&format!("{top}/"));
+    if path.is_empty() || within("/usr") {
+        Some("the verified read-only root")
+    } else if within("/etc") {
+        Some("the /etc overlay")
+    } else if ["/proc", "/sys", "/dev", "/run"].iter().any(|t| within(t)) {
+        Some("an API file system")
+    } else if path == "/var" || path == "/var/lib" || within("/var/lib/keel") {
+        Some("Keel's var partition, which holds the /etc overlay and Keel's state (mount below it, e.g. /var/lib/containerd)")
+    } else {
+        None
+    }
 }
