@@ -126,6 +126,63 @@ const EXPECTED_WARNINGS: &[(&str, &[&str])] = &[
             "unsupported unit type timer, loaded for its dependencies only",
         ],
     ),
+    (
+        "e2scrub_all.service",
+        &[
+            "[Service] SyslogIdentifier",
+            "[Unit] ConditionACPower",
+            "[Unit] ConditionCapability",
+        ],
+    ),
+    (
+        "e2scrub_all.timer",
+        &[
+            "[Timer] OnCalendar",
+            "[Timer] Persistent",
+            "[Timer] RandomizedDelaySec",
+            "unsupported unit type timer, loaded for its dependencies only",
+        ],
+    ),
+    (
+        "e2scrub_reap.service",
+        &[
+            "[Service] AmbientCapabilities",
+            "[Service] CPUSchedulingPolicy",
+            "[Service] IOSchedulingClass",
+            "[Service] NoNewPrivileges",
+            "[Service] PrivateNetwork",
+            "[Service] PrivateTmp",
+            "[Service] ProtectHome",
+            "[Service] ProtectSystem",
+            "[Service] SyslogIdentifier",
+            "[Unit] ConditionCapability",
+        ],
+    ),
+    (
+        "fstrim.service",
+        &[
+            "[Service] MemoryDenyWriteExecute",
+            "[Service] PrivateDevices",
+            "[Service] PrivateNetwork",
+            "[Service] PrivateUsers",
+            "[Service] ProtectControlGroups",
+            "[Service] ProtectKernelModules",
+            "[Service] ProtectKernelTunables",
+            "[Service] SystemCallFilter",
+            "[Unit] ConditionVirtualization",
+        ],
+    ),
+    (
+        "fstrim.timer",
+        &[
+            "[Timer] AccuracySec",
+            "[Timer] OnCalendar",
+            "[Timer] Persistent",
+            "[Timer] RandomizedDelaySec",
+            "[Unit] ConditionVirtualization",
+            "unsupported unit type timer, loaded for its dependencies only",
+        ],
+    ),
     ("rescue-ssh.target", &["[Unit] AllowIsolate"]),
     (
         "ssh.socket",
