@@ -167,51 +167,29 @@ pub fn decide(f: &Filesystem, found: Option<&FsInfo>) -> Result<FsAction, String
             ));
         }
     }
-    let mut args: Vec<String> = f.options.iter().flatten().cloned().collect();
-    let uuid = f.uuid.as_deref().map(|u| canonical_uuid(format, u));
-    let program = match format {
-        "ext4" => {
-            args.push("-F".into());
-            if let Some(u) = uuid {
-                args.extend(["-U".into(), u]);
-            }
-            if let Some(l) = &f.label {
-                args.extend(["-L".into(), l.clone()]);
-            }
-            "mkfs.ext4"
-        }
-        "xfs" => {
-            args.push("-f".into());
-            if let Some(u) = uuid {
-                args.extend(["-m".into(), format!("uuid={u}")]);
-            }
-            if let Some(l) = &f.label {
-                args.extend(["-L".into(), l.clone()]);
-            }
-            "mkfs.xfs"
-        }
-        "swap" => {
-            args.push("-f".into());
-            if let Some(u) = uuid {
-                args.extend(["-U".into(), u]);
-            }
-            if let Some(l) = &f.label {
-                args.extend(["-L".into(), l.clone()]);
-            }
-            "mkswap"
-        }
-        "vfat" => {
-            // mkfs.vfat has no force flag: it always writes.
-            if let Some(u) = uuid {
-                args.extend(["-i".into(), u]);
-            }
-            if let Some(l) = &f.label {
-                args.extend(["-n".into(), l.clone()]);
-            }
-            "mkfs.vfat"
-        }
+    // Ignition's mkfs command lines: program, force flag, how the UUID
+    // and the label are given. (mkfs.vfat has no force flag: it always
+    // writes.)
+    let (program, force, uuid_flag, label_flag) = match format {
+        "ext4" => ("mkfs.ext4", Some("-F"), "-U", "-L"),
+        "xfs" => ("mkfs.xfs", Some("-f"), "-m", "-L"),
+        "swap" => ("mkswap", Some("-f"), "-U", "-L"),
+        "vfat" => ("mkfs.vfat", None, "-i", "-n"),
         other => return Err(format!("unsupported filesystem format: {other:?}")),
     };
+    let mut args: Vec<String> = f.options.iter().flatten().cloned().collect();
+    args.extend(force.map(String::from));
+    if let Some(u) = f.uuid.as_deref().map(|u| canonical_uuid(format, u)) {
+        let value = if format == "xfs" {
+            format!("uuid={u}")
+        } else {
+            u
+        };
+        args.extend([uuid_flag.to_string(), value]);
+    }
+    if let Some(l) = &f.label {
+        args.extend([label_flag.to_string(), l.clone()]);
+    }
     args.push(f.device.clone());
     Ok(FsAction::Create {
         program: program.into(),
@@ -517,10 +495,20 @@ impl Storage for Tools {
             Ok(n) => n,
             Err(e) => return Some(e),
         };
-        let mounts = fs::read_to_string(self.root.join("proc/self/mounts")).unwrap_or_default();
+        let mounts = keel_init::mountinfo::mounts(&self.root);
         for part in std::iter::once(name.clone()).chain(self.partitions(&name)) {
             let node = format!("/dev/{part}");
-            if mounts.lines().any(|l| l.split(' ').next() == Some(&node)) {
+            let devno =
+                fs::read_to_string(self.root.join("sys/class/block").join(&part).join("dev"))
+                    .ok()
+                    .and_then(|d| {
+                        let (major, minor) = d.trim().split_once(':')?;
+                        Some((major.parse().ok()?, minor.parse().ok()?))
+                    });
+            if mounts
+                .iter()
+                .any(|m| m.source == node || Some(m.device) == devno)
+            {
                 return Some(format!("{node} is mounted"));
             }
             let holders = self
@@ -957,11 +945,13 @@ mod tests {
             tools.in_use(&vda).as_deref(),
             Some("/dev/vda2 is in use by device-mapper (the boot disk?)")
         );
+        // Mounted by its by-label link: found by device number.
+        fs::write(root.join("sys/class/block/vda6/dev"), "254:6\n").expect("dev");
         fs::write(
-            root.join("proc/self/mounts"),
-            "/dev/vda6 /var ext4 rw 0 0\n",
+            root.join("proc/self/mountinfo"),
+            "30 1 254:6 / /var rw,relatime - ext4 /dev/disk/by-label/var rw\n",
         )
-        .expect("mounts");
+        .expect("mountinfo");
         fs::remove_dir(root.join("sys/class/block/vda2/holders/dm-0")).expect("rmdir");
         assert_eq!(tools.in_use(&vda).as_deref(), Some("/dev/vda6 is mounted"));
         assert_eq!(tools.in_use(&vdb), None);
