@@ -18,8 +18,10 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use keel_core::beneath;
 
 use ignition_config::v3_6::{NodeGroup, NodeUser, Storage};
 
@@ -29,8 +31,19 @@ use super::sys::Sys;
 use super::ApplyError;
 use crate::report::JsonPath;
 
-/// How many symlinks resolving one path may follow.
-const MAX_LINKS: usize = 40;
+/// Reads the file `abs` of the root (an account file, a policy file),
+/// resolved inside the root: a symlink on the way never leads out of it.
+/// A path that does not resolve is `NotFound`.
+pub fn read_in_root(root: &Path, abs: &str) -> io::Result<String> {
+    let abs = Path::new("/").join(abs);
+    match beneath::resolve(root, &abs)? {
+        Some(p) => fs::read_to_string(p),
+        None => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} does not exist in the root", abs.display()),
+        )),
+    }
+}
 
 /// An owner: numeric, or a name to look up.
 fn owner(
@@ -41,7 +54,7 @@ fn owner(
 ) -> Result<(Option<u32>, Option<u32>), ApplyError> {
     let lookup = |file: &str, name: &str, what: &str| -> Result<u32, ApplyError> {
         let path = root.join(file);
-        let text = fs::read_to_string(&path).map_err(|source| ApplyError::Io {
+        let text = read_in_root(root, file).map_err(|source| ApplyError::Io {
             what: "reading",
             path: path.clone(),
             source,
@@ -202,89 +215,48 @@ pub fn resolve_owners(root: &Path, entries: &mut [Entry]) -> Result<(), (JsonPat
 
 /// Resolves the directory `dir` (absolute, inside the config's view of
 /// the root) to a path below `root`, following symlinks inside the root
-/// and creating what is missing.
+/// ([`keel_core::beneath`]) and creating what is missing (0755, root),
+/// every directory it creates recorded in `journal`.
 pub fn make_parents(
     root: &Path,
     dir: &Path,
     journal: &mut Journal,
     sys: &dyn Sys,
 ) -> io::Result<PathBuf> {
-    walk(root, dir, &mut Some((journal, sys))).map(|p| p.unwrap_or_default())
+    beneath::make_dirs(root, dir, &mut |made| {
+        journal.created_dir(made);
+        sys.lchown(made, 0, 0)
+    })
+}
+
+/// The directory that holds `path` (absolute, inside the config's view of
+/// the root), made as [`make_parents`] does, and the path of the node
+/// itself there (not followed).
+pub fn make_place(
+    root: &Path,
+    path: &Path,
+    journal: &mut Journal,
+    sys: &dyn Sys,
+) -> io::Result<PathBuf> {
+    let (dir, name) = beneath::make_parents(root, path, &mut |made| {
+        journal.created_dir(made);
+        sys.lchown(made, 0, 0)
+    })?;
+    Ok(dir.join(name))
 }
 
 /// Resolves `path` (absolute, inside the config's view of the root) to a
 /// path below `root`, following symlinks inside the root; `None` when
 /// something on the way does not exist.
 pub fn resolve(root: &Path, path: &Path) -> io::Result<Option<PathBuf>> {
-    walk(root, path, &mut None)
+    beneath::resolve(root, path)
 }
 
-fn walk(
-    root: &Path,
-    dir: &Path,
-    create: &mut Option<(&mut Journal, &dyn Sys)>,
-) -> io::Result<Option<PathBuf>> {
-    let mut pending: Vec<PathBuf> = dir
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(PathBuf::from(n)),
-            _ => None,
-        })
-        .rev()
-        .collect();
-    let mut cur = root.to_path_buf();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        if part.as_os_str() == ".." {
-            if cur != root {
-                cur.pop();
-            }
-            continue;
-        }
-        let next = cur.join(&part);
-        match fs::symlink_metadata(&next) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(io::Error::other(format!(
-                        "too many symlinks resolving {}",
-                        dir.display()
-                    )));
-                }
-                let target = fs::read_link(&next)?;
-                if target.is_absolute() {
-                    cur = root.to_path_buf();
-                }
-                for c in target.components().rev() {
-                    match c {
-                        Component::Normal(n) => pending.push(PathBuf::from(n)),
-                        Component::ParentDir => pending.push(PathBuf::from("..")),
-                        _ => {}
-                    }
-                }
-            }
-            Ok(m) if m.is_dir() => cur = next,
-            Ok(_) if create.is_none() && pending.is_empty() => cur = next,
-            Ok(_) => {
-                return Err(io::Error::other(format!(
-                    "{} is not a directory",
-                    next.display()
-                )))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let Some((journal, sys)) = create else {
-                    return Ok(None);
-                };
-                fs::create_dir(&next)?;
-                journal.created_dir(&next);
-                fs::set_permissions(&next, fs::Permissions::from_mode(0o755))?;
-                sys.lchown(&next, 0, 0)?;
-                cur = next;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Some(cur))
+/// The place of the node `path` (absolute, inside the config's view of the
+/// root) below `root`: its directory resolved inside the root, the node
+/// itself not followed; `None` when a directory on the way is missing.
+pub fn place(root: &Path, path: &Path) -> io::Result<Option<PathBuf>> {
+    Ok(beneath::resolve_parent(root, path)?.map(|(dir, name)| dir.join(name)))
 }
 
 fn set_meta(
@@ -301,16 +273,13 @@ fn set_meta(
         sys.lchown(path, uid.unwrap_or(m.uid()), gid.unwrap_or(m.gid()))?;
     }
     if let (Some(mode), false) = (mode, link) {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        beneath::set_mode(path, mode)?;
     }
     Ok(())
 }
 
 fn write_new(path: &Path, data: &[u8], append: &[Vec<u8>]) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
+    let mut f = beneath::create_new(path, 0o644)?;
     f.write_all(data)?;
     for a in append {
         f.write_all(a)?;
@@ -319,12 +288,7 @@ fn write_new(path: &Path, data: &[u8], append: &[Vec<u8>]) -> io::Result<()> {
 }
 
 fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> Result<(), String> {
-    let p = Path::new(&e.path);
-    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
-        return Err("the root itself cannot be a node".into());
-    };
-    let dir = make_parents(root, parent, journal, sys).map_err(|e| e.to_string())?;
-    let target = dir.join(name);
+    let target = make_place(root, Path::new(&e.path), journal, sys).map_err(|e| e.to_string())?;
     let io = |what: &str, err: io::Error| format!("{what} {}: {err}", target.display());
     let existing = fs::symlink_metadata(&target).ok();
     let same_kind = existing.as_ref().is_some_and(|m| match &e.kind {
@@ -370,11 +334,13 @@ fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> 
     }
     match &e.kind {
         Kind::Dir { mode } => {
-            if !target.is_dir() {
-                fs::create_dir(&target).map_err(|err| io("creating", err))?;
+            if !fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&target)
+                    .map_err(|err| io("creating", err))?;
                 journal.created(&target);
-                fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
-                    .map_err(|err| io("setting mode of", err))?;
+                beneath::set_mode(&target, 0o755).map_err(|err| io("setting mode of", err))?;
                 sys.lchown(&target, 0, 0)
                     .map_err(|err| io("setting owner of", err))?;
             }
@@ -388,10 +354,11 @@ fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> 
         } => {
             match &kept {
                 Some(backup) => {
-                    fs::copy(backup, &target).map_err(|err| io("copying", err))?;
+                    beneath::copy_new(backup, &target).map_err(|err| io("copying", err))?;
                     journal.created(&target);
                     let mut f = fs::OpenOptions::new()
                         .append(true)
+                        .custom_flags(libc::O_NOFOLLOW)
                         .open(&target)
                         .map_err(|err| io("opening", err))?;
                     for a in append {
@@ -400,7 +367,7 @@ fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> 
                     f.sync_all().map_err(|err| io("syncing", err))?;
                     // The copy's owner is ours; keep the original's.
                     use std::os::unix::fs::MetadataExt;
-                    let m = fs::metadata(backup).map_err(|err| io("reading", err))?;
+                    let m = fs::symlink_metadata(backup).map_err(|err| io("reading", err))?;
                     sys.lchown(&target, m.uid(), m.gid())
                         .map_err(|err| io("setting owner of", err))?;
                 }
@@ -408,8 +375,6 @@ fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> 
                     let data = contents.as_deref().unwrap_or_default();
                     write_new(&target, data, append).map_err(|err| io("writing", err))?;
                     journal.created(&target);
-                    fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
-                        .map_err(|err| io("setting mode of", err))?;
                     sys.lchown(&target, 0, 0)
                         .map_err(|err| io("setting owner of", err))?;
                 }
@@ -419,14 +384,11 @@ fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> 
         }
         Kind::Link { target: t, hard } => {
             if *hard {
-                let src = make_parents(
-                    root,
-                    Path::new(t).parent().unwrap_or(Path::new("/")),
-                    journal,
-                    sys,
-                )
-                .map_err(|err| err.to_string())?
-                .join(Path::new(t).file_name().unwrap_or_default());
+                // link(2) does not follow a symlink at the target: the
+                // place of the target is enough, and nothing is created.
+                let src = place(root, Path::new(t))
+                    .map_err(|err| format!("resolving the link target {t}: {err}"))?
+                    .ok_or_else(|| format!("the link target {t} does not exist"))?;
                 fs::hard_link(&src, &target).map_err(|err| {
                     format!("linking {} to {}: {err}", target.display(), src.display())
                 })?;

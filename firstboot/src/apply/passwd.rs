@@ -34,14 +34,16 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ignition_config::v3_6::Passwd;
 
+use keel_core::beneath;
+
 use super::journal::Journal;
-use super::nodes::make_parents;
+use super::nodes::{make_place, read_in_root};
 use super::sys::Sys;
 use crate::report::JsonPath;
 
@@ -57,7 +59,7 @@ struct Table {
 impl Table {
     fn read(root: &Path, rel: &'static str, width: usize) -> Result<Self, String> {
         let path = root.join(rel);
-        let text = match fs::read_to_string(&path) {
+        let text = match read_in_root(root, rel) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.ends_with("shadow") => {
                 String::new()
@@ -136,7 +138,7 @@ fn keyed(text: &str, sep: char) -> Vec<(String, String)> {
 
 impl Policy {
     fn read(root: &Path) -> Self {
-        let defs = fs::read_to_string(root.join("etc/login.defs")).unwrap_or_default();
+        let defs = read_in_root(root, "etc/login.defs").unwrap_or_default();
         let defs: Vec<(String, String)> = defs
             .lines()
             .map(str::trim)
@@ -153,7 +155,7 @@ impl Policy {
         let gid_min = num("GID_MIN", 1000);
         let umask = octal("UMASK").unwrap_or(0o022);
         let useradd = keyed(
-            &fs::read_to_string(root.join("etc/default/useradd")).unwrap_or_default(),
+            &read_in_root(root, "etc/default/useradd").unwrap_or_default(),
             '=',
         );
         let ua = |k: &str| useradd.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -208,7 +210,9 @@ struct Home {
     at: JsonPath,
 }
 
-/// Copies the skeleton into a new home, owned by the user.
+/// Copies the skeleton (a real directory below the root) into a new home,
+/// owned by the user. Symlinks in the skeleton are copied as links, never
+/// followed.
 fn fill_home(
     skel: &Path,
     home: &Path,
@@ -219,37 +223,62 @@ fn fill_home(
     let Ok(entries) = fs::read_dir(skel) else {
         return Ok(());
     };
-    for e in entries.flatten() {
+    for e in entries {
+        let e = e?;
         let to = home.join(e.file_name());
         let kind = e.file_type()?;
         if kind.is_dir() {
             fs::create_dir(&to)?;
             journal.created(&to);
-            fs::set_permissions(&to, fs::metadata(e.path())?.permissions())?;
+            let mode = fs::symlink_metadata(e.path())?.permissions().mode() & 0o7777;
+            beneath::set_mode(&to, mode)?;
             sys.lchown(&to, h.uid, h.gid)?;
             fill_home(&e.path(), &to, h, journal, sys)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(e.path())?, &to)?;
             journal.created(&to);
             sys.lchown(&to, h.uid, h.gid)?;
-        } else {
-            fs::copy(e.path(), &to)?;
+        } else if kind.is_file() {
+            beneath::copy_new(&e.path(), &to)?;
             journal.created(&to);
             sys.lchown(&to, h.uid, h.gid)?;
         }
+        // Sockets, FIFOs and devices are not copied, as useradd does not.
     }
     Ok(())
 }
 
-fn private_dir(path: &Path, h: &Home, journal: &mut Journal, sys: &dyn Sys) -> std::io::Result<()> {
-    if !path.is_dir() {
-        fs::create_dir(path)?;
-        journal.created(path);
-    } else {
-        journal.meta(path)?;
-    }
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
-    sys.lchown(path, h.uid, h.gid)
+/// The directory `abs` (inside the root), made if missing, else kept and
+/// recorded; mode 0700, owned by the user. A symlink there is followed
+/// inside the root.
+fn private_dir(
+    root: &Path,
+    abs: &str,
+    h: &Home,
+    journal: &mut Journal,
+    sys: &dyn Sys,
+) -> std::io::Result<PathBuf> {
+    let path = match beneath::resolve(root, Path::new(abs))? {
+        Some(p) if fs::symlink_metadata(&p)?.is_dir() => {
+            journal.meta(&p)?;
+            p
+        }
+        Some(p) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", p.display()),
+            ))
+        }
+        None => {
+            let p = make_place(root, Path::new(abs), journal, sys)?;
+            fs::create_dir(&p)?;
+            journal.created(&p);
+            p
+        }
+    };
+    beneath::set_mode(&path, 0o700)?;
+    sys.lchown(&path, h.uid, h.gid)?;
+    Ok(path)
 }
 
 fn make_home(
@@ -260,45 +289,56 @@ fn make_home(
     sys: &dyn Sys,
 ) -> Result<(), Fail> {
     let err = |e: std::io::Error| (h.at.clone(), format!("home {}: {e}", h.dir));
-    let rel = Path::new(&h.dir);
-    let parent = rel.parent().unwrap_or(Path::new("/"));
-    let base = make_parents(root, parent, journal, sys).map_err(err)?;
-    let home = base.join(rel.file_name().unwrap_or_default());
-    if h.create && !home.exists() {
-        fs::create_dir(&home).map_err(err)?;
+    let home = make_place(root, Path::new(&h.dir), journal, sys).map_err(err)?;
+    if h.create && fs::symlink_metadata(&home).is_err() {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&home)
+            .map_err(err)?;
         journal.created(&home);
-        fs::set_permissions(&home, fs::Permissions::from_mode(p.home_mode)).map_err(err)?;
+        beneath::set_mode(&home, p.home_mode).map_err(err)?;
         sys.lchown(&home, h.uid, h.gid).map_err(err)?;
-        let skel = root.join(p.skel.trim_start_matches('/'));
-        fill_home(&skel, &home, h, journal, sys).map_err(err)?;
+        // The skeleton as the root sees it; one that resolves to something
+        // other than a directory is no skeleton.
+        if let Some(skel) = beneath::resolve(root, Path::new(&p.skel))
+            .map_err(err)?
+            .filter(|s| s.is_dir())
+        {
+            fill_home(&skel, &home, h, journal, sys).map_err(err)?;
+        }
     }
     let Some(keys) = h.keys.as_ref().filter(|k| !k.is_empty()) else {
         return Ok(());
     };
     let kerr = |e: std::io::Error| (h.at.key("sshAuthorizedKeys"), format!("{}: {e}", h.dir));
-    if !home.is_dir() {
+    let home_is_dir = beneath::resolve(root, Path::new(&h.dir))
+        .map_err(kerr)?
+        .is_some_and(|d| d.is_dir());
+    if !home_is_dir {
         return Err((
             h.at.key("sshAuthorizedKeys"),
             format!("home {} does not exist for the SSH keys", h.dir),
         ));
     }
-    let ssh = home.join(".ssh");
-    private_dir(&ssh, h, journal, sys).map_err(kerr)?;
-    let dir = ssh.join("authorized_keys.d");
-    private_dir(&dir, h, journal, sys).map_err(kerr)?;
+    let base = h.dir.trim_end_matches('/');
+    private_dir(root, &format!("{base}/.ssh"), h, journal, sys).map_err(kerr)?;
+    let dir = private_dir(
+        root,
+        &format!("{base}/.ssh/authorized_keys.d"),
+        h,
+        journal,
+        sys,
+    )
+    .map_err(kerr)?;
     let file = dir.join("ignition");
     if fs::symlink_metadata(&file).is_ok() {
         journal.move_aside(&file).map_err(kerr)?;
     }
     let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&file)
-        .map_err(kerr)?;
+    let mut f = beneath::create_new(&file, 0o600).map_err(kerr)?;
     journal.created(&file);
     f.write_all(text.as_bytes()).map_err(kerr)?;
-    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).map_err(kerr)?;
+    f.sync_all().map_err(kerr)?;
     sys.lchown(&file, h.uid, h.gid).map_err(kerr)
 }
 
@@ -624,10 +664,19 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
         }
     }
 
-    // The account files, each replaced whole.
+    // The account files, each replaced whole: where it is a symlink, the
+    // link is replaced by the file (as shadow's tools do), and nothing is
+    // ever written through it.
     for t in [&passwd, &shadow, &group, &gshadow] {
-        let path: PathBuf = root.join(t.rel);
-        let mode = fs::metadata(&path).map_or(
+        let inner = Path::new("/").join(t.rel);
+        let err = |e: std::io::Error| (at.clone(), format!("writing {}: {e}", inner.display()));
+        let path = make_place(root, &inner, journal, sys).map_err(err)?;
+        // What it is now (a link followed inside the root).
+        let current = beneath::resolve(root, &inner)
+            .map_err(err)?
+            .filter(|c| c.is_file());
+        let meta = current.as_ref().and_then(|c| fs::metadata(c).ok());
+        let mode = meta.as_ref().map_or(
             if t.rel.ends_with("shadow") {
                 0o640
             } else {
@@ -637,10 +686,9 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
         );
         let gid = {
             use std::os::unix::fs::MetadataExt;
-            fs::metadata(&path).map_or(0, |m| m.gid())
+            meta.as_ref().map_or(0, |m| m.gid())
         };
-        let err = |e: std::io::Error| (at.clone(), format!("writing {}: {e}", path.display()));
-        if path.exists() {
+        if let Some(current) = &current {
             // The previous version stays as `<file>-`, as shadow's tools
             // leave it.
             let backup =
@@ -648,20 +696,17 @@ pub fn apply(root: &Path, pw: &Passwd, journal: &mut Journal, sys: &dyn Sys) -> 
             if fs::symlink_metadata(&backup).is_ok() {
                 journal.move_aside(&backup).map_err(err)?;
             }
-            fs::copy(&path, &backup).map_err(err)?;
+            beneath::copy_new(current, &backup).map_err(err)?;
             journal.created(&backup);
             sys.lchown(&backup, 0, gid).map_err(err)?;
+        }
+        if fs::symlink_metadata(&path).is_ok() {
             journal.move_aside(&path).map_err(err)?;
         }
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(err)?;
+        let mut f = beneath::create_new(&path, mode).map_err(err)?;
         journal.created(&path);
         f.write_all(t.render().as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(err)?;
         sys.lchown(&path, 0, gid).map_err(err)?;
     }
 

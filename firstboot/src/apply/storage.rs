@@ -103,7 +103,11 @@ pub fn check(root: &Path, config: &Config) -> Result<(), ApplyError> {
         // The root is read-only: a mount point must exist in the image or
         // be made on /var.
         let under_var = path.starts_with("/var/");
-        if !under_var && !root.join(path.trim_start_matches('/')).is_dir() {
+        let is_dir = keel_core::beneath::resolve(root, Path::new(path))
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.is_dir());
+        if !under_var && !is_dir {
             return Err(ApplyError::Config {
                 path: at.key("path"),
                 message: format!(
@@ -265,7 +269,23 @@ pub fn apply(root: &Path, config: &Config, storage: &dyn Storage) -> Result<Moun
     to_mount.sort_by_key(|(_, _, p)| Path::new(p).components().count());
     let mut mounted = Mounted::default();
     for (at, f, path) in to_mount {
-        let target = root.join(path.trim_start_matches('/'));
+        // The mount point where it is inside the root (a symlink on the
+        // way is followed there, never out), made if missing; like the
+        // file systems, it stays.
+        let target = match keel_core::beneath::make_dirs(root, Path::new(path), &mut |_| Ok(())) {
+            Ok(t) => t,
+            Err(e) => {
+                let mut message = format!("making the mount point {path}: {e}");
+                let left = mounted.unmount(storage);
+                if !left.is_empty() {
+                    message.push_str(&format!("; {}", left.join("; ")));
+                }
+                return Err(ApplyError::Storage {
+                    path: at.key("path"),
+                    message,
+                });
+            }
+        };
         let mut args = vec!["--mkdir=0755".to_string()];
         args.extend(["-t".into(), f.format.clone().unwrap_or_default()]);
         if let Some(o) = f.mount_options.as_ref().filter(|o| !o.is_empty()) {

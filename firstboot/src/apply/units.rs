@@ -9,16 +9,18 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use ignition_config::v3_6::{Systemd, Unit};
-use keel_init::unit::{self, InstallChange, InstallError, MachineInfo};
+use keel_core::beneath;
+use keel_init::unit::{self, InstallError, MachineInfo};
 
 use super::journal::Journal;
-use super::nodes::make_parents;
+use super::nodes::{make_place, place};
 use super::sys::Sys;
 use crate::report::JsonPath;
+use crate::validate::systemd as systemd_names;
 
 /// Where the config's units go, inside the root.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -30,33 +32,33 @@ fn write_file(
     journal: &mut Journal,
     sys: &dyn Sys,
 ) -> io::Result<()> {
-    let p = Path::new(path);
-    let dir = make_parents(root, p.parent().unwrap_or(Path::new("/")), journal, sys)?;
-    let target = dir.join(p.file_name().unwrap_or_default());
+    let target = make_place(root, Path::new(path), journal, sys)?;
     if fs::symlink_metadata(&target).is_ok() {
         journal.move_aside(&target)?;
     }
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&target)?;
+    let mut f = beneath::create_new(&target, 0o644)?;
     journal.created(&target);
     f.write_all(data)?;
     f.sync_all()?;
-    fs::set_permissions(&target, fs::Permissions::from_mode(0o644))?;
     sys.lchown(&target, 0, 0)
 }
 
-/// Every symlink below etc/systemd/system (one level of `*.wants` and
-/// `*.requires` directories): path inside the root → target.
+/// Every symlink in etc/systemd/system and one level of directories below
+/// it (`*.wants`, `*.requires`), where they really are below `root`
+/// (directories resolved inside the root) → their targets.
 fn links(root: &Path) -> BTreeMap<PathBuf, PathBuf> {
     let mut out = BTreeMap::new();
-    let base = root.join(UNIT_DIR.trim_start_matches('/'));
+    let Ok(Some(base)) = beneath::resolve(root, Path::new(UNIT_DIR)) else {
+        return out;
+    };
     let mut dirs = vec![base.clone()];
     if let Ok(rd) = fs::read_dir(&base) {
         for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(e.path());
+            let inner = Path::new(UNIT_DIR).join(e.file_name());
+            if let Ok(Some(d)) = beneath::resolve(root, &inner) {
+                if d.is_dir() && d.starts_with(root) && !dirs.contains(&d) {
+                    dirs.push(d);
+                }
             }
         }
     }
@@ -70,29 +72,24 @@ fn links(root: &Path) -> BTreeMap<PathBuf, PathBuf> {
     out
 }
 
-fn record(
-    root: &Path,
-    changes: &[InstallChange],
-    before: &BTreeMap<PathBuf, PathBuf>,
-    j: &mut Journal,
-) {
-    for c in changes {
-        match c {
-            InstallChange::Created { link, .. } => {
-                let full = root.join(link.strip_prefix("/").unwrap_or(link));
-                // A link that was replaced: put the old one back on undo.
-                if let Some(old) = before.get(&full) {
-                    j.removed_link(&full, old);
-                }
-                j.created(&full);
+/// Records what enabling or disabling changed among the links: the
+/// difference between `before` and now (so that a call that failed part
+/// way is undone too).
+fn record(root: &Path, before: &BTreeMap<PathBuf, PathBuf>, j: &mut Journal) {
+    let after = links(root);
+    for (path, old) in before {
+        match after.get(path) {
+            Some(now) if now == old => {}
+            // Replaced or removed: put the old one back on undo.
+            Some(_) => {
+                j.removed_link(path, old);
+                j.created(path);
             }
-            InstallChange::Removed { link } => {
-                let full = root.join(link.strip_prefix("/").unwrap_or(link));
-                if let Some(old) = before.get(&full) {
-                    j.removed_link(&full, old);
-                }
-            }
+            None => j.removed_link(path, old),
         }
+    }
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        j.created(path);
     }
 }
 
@@ -115,13 +112,24 @@ pub fn apply(
         .map(|(i, u)| (at.index(i), u))
         .chain(extra.iter().map(|(p, u)| (p.clone(), u)))
         .collect();
+    // Validation refuses these already; a name that is a path must never
+    // reach a file system call.
+    for (p, u) in &units {
+        if let Some(why) = systemd_names::bad_unit_name(&u.name) {
+            return Err((p.key("name"), why));
+        }
+        for (j, d) in u.dropins.iter().flatten().enumerate() {
+            if let Some(why) = systemd_names::bad_dropin_name(&d.name) {
+                return Err((p.key("dropins").index(j).key("name"), why));
+            }
+        }
+    }
     for (p, u) in &units {
         let p = p.clone();
         let path = format!("{UNIT_DIR}/{}", u.name);
         if u.mask == Some(true) {
-            let dir = make_parents(root, Path::new(UNIT_DIR), journal, sys)
+            let target = make_place(root, Path::new(&path), journal, sys)
                 .map_err(|e| (p.clone(), e.to_string()))?;
-            let target = dir.join(&u.name);
             if fs::symlink_metadata(&target).is_ok() {
                 journal
                     .move_aside(&target)
@@ -135,8 +143,11 @@ pub fn apply(
                 .map_err(|e| (p.key("contents"), format!("writing {path}: {e}")))?;
         } else if u.mask == Some(false) {
             // Unmask: only a mask link is removed.
-            let target = root.join(path.trim_start_matches('/'));
-            if fs::read_link(&target).is_ok_and(|t| t == Path::new("/dev/null")) {
+            let target = place(root, Path::new(&path))
+                .map_err(|e| (p.key("mask"), format!("unmasking {}: {e}", u.name)))?;
+            if let Some(target) =
+                target.filter(|t| fs::read_link(t).is_ok_and(|t| t == Path::new("/dev/null")))
+            {
                 journal
                     .move_aside(&target)
                     .map_err(|e| (p.key("mask"), format!("unmasking {}: {e}", u.name)))?;
@@ -156,12 +167,17 @@ pub fn apply(
         let Some(enabled) = u.enabled else { continue };
         let before = links(root);
         let result = if enabled {
-            unit::enable(root, &loaded, &u.name)
+            // Directories made for the links are recorded as they are made.
+            unit::enable_recording(root, &loaded, &u.name, &mut |made| {
+                journal.created_dir(made);
+                sys.lchown(made, 0, 0)
+            })
         } else {
             unit::disable(root, &loaded, &u.name)
         };
+        record(root, &before, journal);
         match result {
-            Ok(changes) => record(root, &changes, &before, journal),
+            Ok(_) => {}
             // Validation warned; as with systemd, enabling does nothing.
             Err(InstallError::NoInstallSection { .. }) => {}
             Err(InstallError::NotFound { .. }) if !enabled => {}

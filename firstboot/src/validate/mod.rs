@@ -9,7 +9,7 @@
 mod keel;
 mod resource;
 mod storage;
-mod systemd;
+pub(crate) mod systemd;
 
 use std::collections::HashSet;
 

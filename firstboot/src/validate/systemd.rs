@@ -85,6 +85,35 @@ pub fn parse_unit(text: &str) -> Result<Options, String> {
     Ok(out)
 }
 
+/// Why `name` cannot be a unit's file name, beyond its type suffix (which
+/// Ignition's own check covers): systemd's rules, letters, digits and
+/// `:-_.\`, at most one `@` (templates and instances), a non-empty name
+/// before it, at most 255 bytes. Ignition itself joins the name to the
+/// unit directory as it is, so `../x.service` would land elsewhere.
+pub fn bad_unit_name(name: &str) -> Option<String> {
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    let ok = name.len() <= 255
+        && !stem.is_empty()
+        && !stem.starts_with('@')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
+        && name.matches('@').count() <= 1;
+    (!ok).then(|| {
+        format!(
+            "invalid unit name {name:?}: a unit name is made of letters, digits and \":-_.\\\", with at most one \"@\", and has no \"/\""
+        )
+    })
+}
+
+/// Why `name` cannot be a drop-in's file name: it must be one file name
+/// (no `/`, not `.` or `..`, no NUL).
+pub fn bad_dropin_name(name: &str) -> Option<String> {
+    (name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0'])).then(|| {
+        format!("invalid drop-in name {name:?}: a drop-in name is a file name, without \"/\"")
+    })
+}
+
 fn extension(name: &str) -> &str {
     name.rfind('.').map_or("", |i| &name[i + 1..])
 }
@@ -101,6 +130,8 @@ pub fn systemd(cx: &mut Ctx, at: &JsonPath, s: &Systemd) {
         let p = up.index(i);
         if !UNIT_TYPES.contains(&extension(&u.name)) {
             cx.error(p.key("name"), "invalid systemd unit extension");
+        } else if let Some(why) = bad_unit_name(&u.name) {
+            cx.error(p.key("name"), why);
         }
         if let Some(text) = &u.contents {
             match parse_unit(text) {
@@ -131,6 +162,8 @@ pub fn systemd(cx: &mut Ctx, at: &JsonPath, s: &Systemd) {
             }
             if extension(&d.name) != "conf" || !d.name.contains('.') {
                 cx.error(dp.key("name"), "invalid systemd drop-in extension");
+            } else if let Some(why) = bad_dropin_name(&d.name) {
+                cx.error(dp.key("name"), why);
             }
         }
         cx.dups(&p.key("dropins"), dropins.iter().map(|d| d.name.clone()));

@@ -166,11 +166,26 @@ struct Link {
 /// Creates the `[Install]` links of `name` (and of its `Also=` units) below
 /// `root`/etc/systemd/system. Links that exist already are left alone; a
 /// link to the same unit file name elsewhere is replaced. Anything else in
-/// the way fails the whole call before any change.
+/// the way fails the whole call before any change. Paths are resolved
+/// inside the root ([`keel_core::beneath`]): a `*.wants` directory that is
+/// a symlink is followed as the root's own programs would see it, never
+/// out of the root.
 pub fn enable(
     root: &Path,
     loaded: &Loaded,
     name: &str,
+) -> Result<Vec<InstallChange>, InstallError> {
+    enable_recording(root, loaded, name, &mut |_| Ok(()))
+}
+
+/// [`enable`], telling `made_dir` of every directory it creates (full
+/// path, right after creating it), so that a caller can record and undo
+/// it.
+pub fn enable_recording(
+    root: &Path,
+    loaded: &Loaded,
+    name: &str,
+    made_dir: &mut dyn FnMut(&Path) -> io::Result<()>,
 ) -> Result<Vec<InstallChange>, InstallError> {
     let mut links = Vec::new();
     collect(root, loaded, name, true, &mut BTreeSet::new(), &mut links)?;
@@ -181,9 +196,25 @@ pub fn enable(
         .collect::<Result<Vec<_>, _>>()?;
     let mut changes = Vec::new();
     for (link, step) in links.iter().zip(steps) {
-        create(root, link, step, &mut changes)?;
+        create(root, link, step, &mut changes, made_dir)?;
     }
     Ok(changes)
+}
+
+/// Where the node `rel` (relative to the root) really is below `root`,
+/// its directories resolved inside the root, and its path as seen inside
+/// the root; `None` when a directory on the way does not exist.
+fn place(root: &Path, rel: &Path) -> Result<Option<(PathBuf, PathBuf)>, InstallError> {
+    let inner = Path::new("/").join(rel);
+    let found =
+        keel_core::beneath::resolve_parent(root, &inner).map_err(io_err("resolving", &inner))?;
+    Ok(found.map(|(dir, name)| real(root, dir.join(name))))
+}
+
+/// `full` (below `root`) with its path as seen inside the root.
+fn real(root: &Path, full: PathBuf) -> (PathBuf, PathBuf) {
+    let inner = Path::new("/").join(full.strip_prefix(root).unwrap_or(&full));
+    (full, inner)
 }
 
 /// Whether `name` is enabled: `None` when it has no `[Install]` rules (or
@@ -193,8 +224,8 @@ pub fn is_enabled(root: &Path, loaded: &Loaded, name: &str) -> Option<bool> {
     let mut links = Vec::new();
     collect(root, loaded, name, true, &mut BTreeSet::new(), &mut links).ok()?;
     Some(links.iter().any(|l| {
-        let full = root.join(&l.path);
-        link_target(&full, &l.path).is_some_and(|t| same_unit_file(&t, &l.target))
+        matches!(place(root, &l.path), Ok(Some((full, inner)))
+            if link_target(&full, &inner).is_some_and(|t| same_unit_file(&t, &l.target)))
     }))
 }
 
@@ -385,13 +416,15 @@ enum Step {
 
 /// Checks the place of `link`: fails when something else is there.
 fn check(root: &Path, link: &Link) -> Result<Step, InstallError> {
-    let full = root.join(&link.path);
     let conflict = || InstallError::Conflict {
         link: Path::new("/").join(&link.path),
         target: link.target.clone(),
     };
+    let Some((full, inner)) = place(root, &link.path)? else {
+        return Ok(Step::Create);
+    };
     match fs::symlink_metadata(&full) {
-        Ok(meta) if meta.file_type().is_symlink() => match link_target(&full, &link.path) {
+        Ok(meta) if meta.file_type().is_symlink() => match link_target(&full, &inner) {
             Some(found) if found == link.target => Ok(Step::Keep),
             Some(found) if same_unit_file(&found, &link.target) => Ok(Step::Replace),
             _ => Err(conflict()),
@@ -407,21 +440,20 @@ fn create(
     link: &Link,
     step: Step,
     changes: &mut Vec<InstallChange>,
+    made_dir: &mut dyn FnMut(&Path) -> io::Result<()>,
 ) -> Result<(), InstallError> {
-    let full = root.join(&link.path);
-    let inner = Path::new("/").join(&link.path);
-    match step {
-        Step::Keep => return Ok(()),
-        Step::Replace => {
-            fs::remove_file(&full).map_err(io_err("removing", &full))?;
-            changes.push(InstallChange::Removed {
-                link: inner.clone(),
-            });
-        }
-        Step::Create => {}
+    if step == Step::Keep {
+        return Ok(());
     }
-    if let Some(parent) = full.parent() {
-        fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+    let wanted = Path::new("/").join(&link.path);
+    let (dir, name) = keel_core::beneath::make_parents(root, &wanted, made_dir)
+        .map_err(io_err("creating the directory of", &wanted))?;
+    let (full, inner) = real(root, dir.join(name));
+    if step == Step::Replace {
+        fs::remove_file(&full).map_err(io_err("removing", &full))?;
+        changes.push(InstallChange::Removed {
+            link: inner.clone(),
+        });
     }
     symlink(&link.target, &full).map_err(io_err("creating symlink", &full))?;
     changes.push(InstallChange::Created {
@@ -466,7 +498,12 @@ pub fn disable(
 ) -> Result<Vec<InstallChange>, InstallError> {
     let mut sel = Selection::default();
     select(root, loaded, name, &mut sel)?;
-    let config = root.join(CONFIG_DIR);
+    let config_inner = Path::new("/").join(CONFIG_DIR);
+    let Some(config) = keel_core::beneath::resolve(root, &config_inner)
+        .map_err(io_err("resolving", &config_inner))?
+    else {
+        return Ok(Vec::new());
+    };
     let entries = match fs::read_dir(&config) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -477,46 +514,52 @@ pub fn disable(
     for entry in entries {
         let entry = entry.map_err(io_err("reading", &config))?;
         let fname = entry.file_name().to_string_lossy().into_owned();
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && (fname.ends_with(".wants") || fname.ends_with(".requires")) {
-            dirs.push(fname);
-        } else if !is_dir {
+        let kind = entry.file_type().map_err(io_err("reading", &config))?;
+        let dependency_dir = fname.ends_with(".wants") || fname.ends_with(".requires");
+        if kind.is_dir() && dependency_dir {
+            dirs.push(config.join(&fname));
+        } else if kind.is_symlink() && dependency_dir {
+            // A `*.wants` that is a link: where enable put the links.
+            let inner = config_inner.join(&fname);
+            match keel_core::beneath::resolve(root, &inner) {
+                Ok(Some(d)) if d.is_dir() => dirs.push(d),
+                _ => top.push(fname),
+            }
+        } else if !kind.is_dir() {
             top.push(fname);
         }
     }
+    // Links are read where they really are: their relative targets are
+    // relative to that place.
     let mut remove = Vec::new();
-    let rel = Path::new(CONFIG_DIR);
     for fname in top {
-        let inner = rel.join(&fname);
-        if let Some(t) = link_target(&root.join(&inner), &inner) {
+        let (full, inner) = real(root, config.join(&fname));
+        if let Some(t) = link_target(&full, &inner) {
             if sel.is_alias(&fname, &t) {
-                remove.push(inner);
+                remove.push((full, inner));
             }
         }
     }
     dirs.sort();
-    for dir in dirs {
-        let full_dir = config.join(&dir);
+    dirs.dedup();
+    for full_dir in dirs {
         let entries = fs::read_dir(&full_dir).map_err(io_err("reading", &full_dir))?;
         for entry in entries {
             let entry = entry.map_err(io_err("reading", &full_dir))?;
             let fname = entry.file_name().to_string_lossy().into_owned();
-            let inner = rel.join(&dir).join(&fname);
-            if let Some(t) = link_target(&root.join(&inner), &inner) {
+            let (full, inner) = real(root, full_dir.join(&fname));
+            if let Some(t) = link_target(&full, &inner) {
                 if sel.is_dependency_link(&fname, &t) {
-                    remove.push(inner);
+                    remove.push((full, inner));
                 }
             }
         }
     }
     remove.sort();
     let mut changes = Vec::new();
-    for inner in remove {
-        let full = root.join(&inner);
+    for (full, inner) in remove {
         fs::remove_file(&full).map_err(io_err("removing", &full))?;
-        changes.push(InstallChange::Removed {
-            link: Path::new("/").join(inner),
-        });
+        changes.push(InstallChange::Removed { link: inner });
     }
     Ok(changes)
 }

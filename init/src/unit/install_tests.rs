@@ -510,3 +510,56 @@ fn links_match_systemctl() {
         );
     }
 }
+
+#[test]
+fn links_are_made_and_removed_inside_the_root_whatever_links_the_root_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    targets(&root);
+    write(&root, &format!("{LIB}/ssh.service"), SSH);
+    fs::create_dir_all(root.join(ETC)).unwrap();
+    // The wants directory is an absolute link to the host's `outside`, the
+    // requires directory a relative one that climbs out of the root.
+    std::os::unix::fs::symlink(&outside, root.join(ETC).join("multi-user.target.wants")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../outside",
+        root.join(ETC).join("net.target.requires"),
+    )
+    .unwrap();
+    let mut made = Vec::new();
+    let changes = enable_recording(&root, &loaded(&root), "ssh.service", &mut |d| {
+        made.push(d.strip_prefix(&root).unwrap().to_path_buf());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    // Both resolve inside the root, as they would after chroot.
+    let abs_out = outside.strip_prefix("/").unwrap();
+    let mut want = Vec::new();
+    let mut p = PathBuf::new();
+    for c in abs_out.components() {
+        p.push(c);
+        want.push(p.clone());
+    }
+    want.push(PathBuf::from("outside"));
+    assert_eq!(made, want);
+    assert_eq!(
+        changes[0].to_string(),
+        format!(
+            "Created symlink /{}/ssh.service → /usr/lib/systemd/system/ssh.service.",
+            abs_out.display()
+        )
+    );
+    assert_eq!(
+        changes[1].to_string(),
+        "Created symlink /outside/ssh.service → /usr/lib/systemd/system/ssh.service."
+    );
+    assert_eq!(is_enabled(&root, &loaded(&root), "ssh.service"), Some(true));
+    // Disabling finds them where they are.
+    let removed = on(&root, disable, "ssh.service");
+    assert_eq!(removed.len(), 3, "{removed:?}");
+    assert!(!root.join("outside/ssh.service").exists());
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}

@@ -62,12 +62,24 @@ fn lib_is_usr_lib(root: &Path) -> bool {
         }
     }
     match (
-        fs::canonicalize(root.join("lib/systemd/system")),
-        fs::canonicalize(root.join("usr/lib/systemd/system")),
+        in_root(root, Path::new("/lib/systemd/system")),
+        in_root(root, Path::new("/usr/lib/systemd/system")),
     ) {
-        (Ok(a), Ok(b)) => a == b,
+        (Some(a), Some(b)) => a == b,
         _ => false,
     }
+}
+
+/// `abs` (as seen inside the root) resolved below `root`, every symlink
+/// followed inside the root ([`keel_core::beneath`]); `None` when it does
+/// not exist or cannot be resolved.
+fn in_root(root: &Path, abs: &Path) -> Option<PathBuf> {
+    keel_core::beneath::resolve(root, abs).ok().flatten()
+}
+
+/// The path of `full` (below `root`) as seen inside the root.
+fn inner(root: &Path, full: &Path) -> PathBuf {
+    Path::new("/").join(full.strip_prefix(root).unwrap_or(full))
 }
 
 impl Index {
@@ -84,7 +96,11 @@ impl Index {
             if *rel == "lib/systemd/system" && skip_lib {
                 continue;
             }
-            let dir = root.join(rel);
+            // The directory where it really is inside the root (with
+            // merged /usr, /lib/systemd/system is a link).
+            let Some(dir) = in_root(root, &Path::new("/").join(rel)) else {
+                continue;
+            };
             let entries = match fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -101,6 +117,9 @@ impl Index {
                 for (suffix, map) in [(".wants", &mut idx.wants), (".requires", &mut idx.requires)]
                 {
                     if let Some(owner) = name.strip_suffix(suffix) {
+                        let Some(path) = in_root(root, &inner(root, &path)) else {
+                            continue;
+                        };
                         if path.is_dir() {
                             let set = map.entry(owner.to_string()).or_default();
                             for e in fs::read_dir(&path).map_err(read_err(&path))? {
@@ -122,12 +141,23 @@ impl Index {
         Ok(idx)
     }
 
-    /// Maps a symlink target found at `link` into the root.
-    fn link_target(&self, link: &Path, target: &Path) -> PathBuf {
-        if target.is_absolute() {
-            self.root.join(target.strip_prefix("/").unwrap_or(target))
+    /// Where the symlink at `link` (below the root) whose target is
+    /// `target` leads: its directories resolved inside the root, its last
+    /// component not followed (the caller goes on from there).
+    fn link_target(&self, link: &Path, target: &Path) -> Result<PathBuf, LoadError> {
+        let abs = if target.is_absolute() {
+            target.to_path_buf()
         } else {
-            link.parent().unwrap_or(Path::new("/")).join(target)
+            inner(&self.root, link.parent().unwrap_or(&self.root)).join(target)
+        };
+        match keel_core::beneath::resolve_parent(&self.root, &abs) {
+            Ok(Some((dir, name))) => Ok(dir.join(name)),
+            // Missing on the way: the same error as a missing file.
+            Ok(None) => Ok(keel_core::beneath::lexical(&self.root, &abs)),
+            Err(source) => Err(LoadError::Read {
+                path: link.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -142,7 +172,7 @@ impl Index {
             if target == Path::new("/dev/null") {
                 return Ok(None);
             }
-            path = self.link_target(&path, &target);
+            path = self.link_target(&path, &target)?;
         }
         Err(LoadError::SymlinkLoop { path })
     }
@@ -187,7 +217,10 @@ impl Index {
         let mut by_name: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
         for dir in &self.dirs {
             for n in names {
-                let d = dir.join(format!("{n}.d"));
+                let Some(d) = in_root(&self.root, &inner(&self.root, &dir.join(format!("{n}.d"))))
+                else {
+                    continue;
+                };
                 let entries = match fs::read_dir(&d) {
                     Ok(e) => e,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

@@ -28,7 +28,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use command::{expand, Command};
-pub use install::{disable, enable, is_enabled, InstallChange, InstallError};
+pub use install::{disable, enable, enable_recording, is_enabled, InstallChange, InstallError};
 pub use load::{load_one, load_units, UNIT_DIRS};
 pub use model::*;
 pub use specifier::MachineInfo;
