@@ -182,7 +182,8 @@ impl Connections {
             if listening {
                 self.accept_paused_until = None;
             }
-            let (ready, accept) = match self.wait(listening, now) {
+            let timeout = self.next_timeout(now);
+            let (ready, accept) = match self.wait(listening, timeout) {
                 Ok(r) => r,
                 Err(_) => {
                     std::thread::sleep(POLL_BACKOFF);
@@ -202,23 +203,32 @@ impl Connections {
         }
     }
 
+    /// How long until the next deadline (`None`: none).
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        self.conns
+            .values()
+            .filter_map(Conn::deadline)
+            .chain(self.accept_paused_until)
+            .min()
+            .map(|d| d.saturating_duration_since(now))
+    }
+
     /// Polls; returns the connections with events and whether the
     /// listener is readable.
-    fn wait(&self, listening: bool, now: Instant) -> io::Result<(Vec<(u64, i16)>, bool)> {
+    fn wait(
+        &self,
+        listening: bool,
+        timeout: Option<Duration>,
+    ) -> io::Result<(Vec<(u64, i16)>, bool)> {
         let mut watches = Vec::with_capacity(self.conns.len() + 2);
         watches.push(Watch::new(self.wake.as_fd(), READABLE));
         if listening {
             watches.push(Watch::new(self.listener.as_fd(), READABLE));
         }
         let first_conn = watches.len();
-        let mut deadline = self.accept_paused_until;
         for c in self.conns.values() {
             watches.push(Watch::new(c.stream.as_fd(), c.interest()));
-            if let Some(d) = c.deadline() {
-                deadline = Some(deadline.map_or(d, |e| e.min(d)));
-            }
         }
-        let timeout = deadline.map(|d| d.saturating_duration_since(now));
         poll(&mut watches, timeout)?;
         let accept = listening && watches[1].revents != 0;
         let ready = self
@@ -229,6 +239,18 @@ impl Connections {
             .map(|(id, w)| (*id, w.revents))
             .collect();
         Ok((ready, accept))
+    }
+
+    /// Takes note of the clients that hung up since the last poll (a
+    /// request sent before hanging up is still read).
+    fn sweep(&mut self) {
+        if let Ok((ready, _)) = self.wait(false, Some(Duration::ZERO)) {
+            for (id, revents) in ready {
+                if revents & GONE != 0 {
+                    self.on_ready(id, revents);
+                }
+            }
+        }
     }
 
     fn drain_wake(&self) {
@@ -477,6 +499,10 @@ impl Connections {
     fn admit(&mut self, stream: UnixStream) {
         if stream.set_nonblocking(true).is_err() {
             return;
+        }
+        if self.conns.len() >= MAX_CONNECTIONS {
+            // Places of clients gone since the last poll count as free.
+            self.sweep();
         }
         if self.conns.len() >= MAX_CONNECTIONS {
             // One non-blocking write into the empty socket buffer; a

@@ -532,3 +532,51 @@ fn waiting_requests_of_gone_clients_are_dropped_and_equal_statuses_share_one_ans
     );
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
 }
+
+#[test]
+fn answers_nobody_reads_are_bounded_in_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    let server = Server::bind(&path).unwrap();
+    // About 2.4 MB as JSON.
+    let many: Vec<UnitStatus> = (0..8_000)
+        .map(|i| status_of(&format!("u{i}.service")))
+        .collect();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    server
+        .serve(move |_, responder| {
+            responder
+                .send(Response::Status {
+                    units: many.clone(),
+                })
+                .unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    // One after the other, so that they are not answered together.
+    let mut lazy = Vec::new();
+    for n in 1..=8 {
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(b"{\"op\":\"status\"}\n").unwrap();
+        lazy.push(s);
+        let until = Instant::now() + T;
+        while calls.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < until);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let m = error_message(request(&path, &Request::Status { unit: None }, T).unwrap());
+    assert!(
+        m.starts_with("init is busy: other clients have not read ") && m.ends_with("try again"),
+        "{m}"
+    );
+    // Once the lazy clients are dropped after their timeout, the answer
+    // comes whole.
+    std::thread::sleep(server::CLIENT_TIMEOUT + Duration::from_secs(1));
+    match request(&path, &Request::Status { unit: None }, T).unwrap() {
+        Response::Status { units } => assert_eq!(units.len(), 8_000),
+        other => panic!("{other:?}"),
+    }
+    drop(lazy);
+}
