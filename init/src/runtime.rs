@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,7 +36,8 @@ enum Event {
     Signal(i32),
     /// The message and the unit whose cgroup its sender was in.
     Notify(NotifyMessage, Option<String>),
-    Control(Request, Responder),
+    /// A control request; the sender waits until the loop took it up.
+    Control(Request, Responder, SyncSender<()>),
 }
 
 /// Console and init's own log.
@@ -92,7 +93,7 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
     let cmdline =
         Cmdline::parse(&std::fs::read_to_string(at(root, "/proc/cmdline")).unwrap_or_default());
     early::run(sys, root, &cmdline, &mut boot_log);
-    let mut out = Out {
+    let out = Out {
         console: Arc::clone(&console),
         log: UnitLog::open(&at(root, logs::LOG_DIR), "keel-init", Rotation::default()).ok(),
     };
@@ -121,14 +122,7 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         }
     };
 
-    let machine = unit::MachineInfo {
-        hostname: std::fs::read_to_string(at(root, "/proc/sys/kernel/hostname"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-        machine_id: std::fs::read_to_string(at(root, "/etc/machine-id"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-    };
+    let machine = machine_info(root);
     let loaded = load(&machine);
     let (health, warnings) = HealthConfig::from_cmdline(&cmdline);
     for w in warnings {
@@ -140,7 +134,7 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         _ => MULTI_USER_TARGET,
     }
     .to_string();
-    let mut sup = match Supervisor::new(loaded, &goal, health, started) {
+    let sup = match Supervisor::new(loaded, &goal, health, started) {
         Ok(s) => s,
         Err(e) => {
             out.say(&format!(
@@ -158,6 +152,73 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         }
     };
 
+    let shell = cmdline.get("keel.console") == Some("shell");
+    let mode = Mode {
+        emergency,
+        console_shell: emergency || shell,
+    };
+    let action = main_loop(sys, root, sup, out, &machine, mode);
+    shutdown::finish(root, action, &mut ConsoleWriter(&console))
+}
+
+/// Runs the units of `root` for `goal` as stage 2 does once its PID 1
+/// setup is done (no mounts, early setup, first boot or console shell):
+/// the signal thread, the sd_notify and control sockets below `root`, and
+/// the supervisor's loop, which reaps every child of this process. Returns
+/// the power action once a shutdown (`keelctl reboot|poweroff`, SIGTERM,
+/// ...) has stopped every unit; carrying it out is the caller's.
+///
+/// Signals must be blocked in every thread of the process
+/// ([`signals::block_all`] before any thread starts), and the process
+/// must run nothing else that waits for its children. This is how tests
+/// run the real loop on a temporary root.
+pub fn supervise(sys: &dyn Sys, root: &Path, goal: &str) -> Result<PowerAction, String> {
+    let console: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(std::io::stderr()));
+    let out = Out {
+        console,
+        log: UnitLog::open(&at(root, logs::LOG_DIR), "keel-init", Rotation::default()).ok(),
+    };
+    let machine = machine_info(root);
+    let loaded = unit::load_units(root, &machine);
+    let sup = Supervisor::new(loaded, goal, HealthConfig::default(), Instant::now())
+        .map_err(|e| format!("planning {goal}: {e}"))?;
+    let mode = Mode {
+        emergency: false,
+        console_shell: false,
+    };
+    Ok(main_loop(sys, root, sup, out, &machine, mode))
+}
+
+/// How stage 2 was started.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// The first boot failed: nothing is judged.
+    emergency: bool,
+    /// Keep a root shell on the console.
+    console_shell: bool,
+}
+
+fn machine_info(root: &Path) -> unit::MachineInfo {
+    unit::MachineInfo {
+        hostname: std::fs::read_to_string(at(root, "/proc/sys/kernel/hostname"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        machine_id: std::fs::read_to_string(at(root, "/etc/machine-id"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The event loop: boots `sup`'s goal and supervises until a shutdown has
+/// stopped everything; returns the power action asked for.
+fn main_loop(
+    sys: &dyn Sys,
+    root: &Path,
+    mut sup: Supervisor,
+    mut out: Out,
+    machine: &unit::MachineInfo,
+    mode: Mode,
+) -> PowerAction {
     let (tx, rx) = mpsc::channel::<Event>();
     start_threads(root, &tx, &mut out);
     let notify_path = at(root, NOTIFY_SOCKET);
@@ -165,21 +226,20 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         root,
         &at(root, early::cgroup::SYSTEM_SLICE),
         &notify_path,
-        Arc::clone(&console),
+        Arc::clone(&out.console),
     );
     let info = stage2::boot_info(root);
-    let shell_enabled = emergency || cmdline.get("keel.console") == Some("shell");
-    let mut shell = ConsoleShell::new(root, shell_enabled);
+    let mut shell = ConsoleShell::new(root, mode.console_shell);
     shell.ensure(&mut out);
 
-    if emergency {
+    if mode.emergency {
         sup.hold_boot();
     }
     sup.boot(&mut procs, Instant::now());
     let mut power: Option<PowerAction> = None;
     // After a failed first boot there is nothing to judge: blessing would
     // keep a broken node, rebooting would hide why.
-    let mut health_done = emergency;
+    let mut health_done = mode.emergency;
     loop {
         for action in sup.take_actions() {
             match action {
@@ -200,12 +260,11 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
                     }
                 }
                 Action::ShutdownReady => {
-                    let action = power.unwrap_or(PowerAction::Reboot);
                     // Close every log file on /var so it can be unmounted
                     // (output pumps close theirs when their pipes end).
                     drop(procs);
                     out.log = None;
-                    shutdown::finish(root, action, &mut ConsoleWriter(&out.console))
+                    return power.unwrap_or(PowerAction::Reboot);
                 }
                 _ => {}
             }
@@ -238,9 +297,15 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
                 &msg.fields,
                 Instant::now(),
             ),
-            Ok(Event::Control(req, responder)) => {
+            Ok(Event::Control(req, responder, taken)) => {
+                // The server may hand on the next request now.
+                let _ = taken.try_send(());
+                // Whatever exited or fell due while the request waited
+                // comes first: clients must not delay supervision.
+                reap(&mut sup, &mut procs, &mut shell, &mut out);
+                sup.tick(&mut procs, Instant::now());
                 if let Some(action) =
-                    handle_request(root, &mut sup, &mut procs, req, responder, &machine)
+                    handle_request(root, &mut sup, &mut procs, req, responder, machine)
                 {
                     if power.is_none() {
                         out.say(&format!("{} requested", action_word(action)));
@@ -369,7 +434,16 @@ fn start_threads(root: &Path, tx: &Sender<Event>, out: &mut Out) {
         Ok(server) => {
             let ctx = Mutex::new(tx.clone());
             if let Err(e) = server.serve(move |req, responder| {
-                let _ = lock(&ctx).send(Event::Control(req, responder));
+                // Return once the main loop took the request up: until
+                // then the server keeps the next ones, and drops those
+                // whose clients hang up, instead of queueing them here.
+                let (taken_tx, taken) = mpsc::sync_channel(1);
+                if lock(&ctx)
+                    .send(Event::Control(req, responder, taken_tx))
+                    .is_ok()
+                {
+                    let _ = taken.recv();
+                }
             }) {
                 out.say(&format!("error: serving {}: {e}", control_path.display()));
             }

@@ -5,6 +5,7 @@
 //! [`Response`] line back; then the connection is closed. [`server`] has
 //! both ends: [`Server`] for init and [`request`] for `keelctl`.
 
+mod connections;
 pub mod protocol;
 pub mod server;
 

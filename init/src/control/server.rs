@@ -4,6 +4,13 @@
 //! Each connection carries one request line and one response line. Only
 //! root may talk to init: the socket is mode 0600 in a 0700 directory, and
 //! the server checks the peer's uid with `SO_PEERCRED` on top of that.
+//!
+//! The server never lets a client hold up init: one thread polls every
+//! connection without blocking ([`super::connections`]), with a size limit
+//! on requests, a deadline for each connection to send its request and to
+//! take its answer, a limit on connections and on answers not yet taken.
+//! Whoever answers through a [`Responder`] (init's main loop) only hands
+//! the answer over; it never writes to a client.
 
 use std::fmt;
 use std::fs::{self, DirBuilder, Permissions};
@@ -12,30 +19,31 @@ use std::net::Shutdown;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use super::connections::{Connections, Note, Notifier};
 use super::protocol::{Request, Response};
-use crate::sys::creds::peer_uid;
 
 /// Longest request line accepted, without its newline.
 pub const MAX_REQUEST: usize = 64 * 1024;
 
-/// How long the server waits for a client to send its request, and for a
-/// client to take the response.
+/// How long a client has to send its request after connecting, and to
+/// take the whole response once it is ready.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections open at the same time (reading a request, waiting for the
+/// answer or sending it); more are answered "busy" and closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Bytes of answers written to no client yet, over all connections. An
+/// answer beyond it is replaced by a short error (unless it is the only
+/// one), so clients that do not read cannot make init hold their answers.
+pub const MAX_UNSENT: usize = 16 * 1024 * 1024;
 
 /// Longest response line the client accepts (a status of every unit).
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
-
-/// Connections read at the same time; more are refused with an error.
-const MAX_CONNECTIONS: usize = 32;
-
-/// Pause after a failed accept(2), so that e.g. EMFILE does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A bound control socket, not yet serving.
 #[derive(Debug)]
@@ -44,27 +52,61 @@ pub struct Server {
     path: PathBuf,
 }
 
-/// The way back to the client of one request. [`Responder::send`] answers
-/// and closes the connection; dropping it without sending closes the
-/// connection without an answer (the client reports that).
+/// The way back to the client of one request. [`Responder::send`] hands
+/// the answer to the server, which writes it and closes the connection;
+/// dropping the responder without sending closes the connection without
+/// an answer (the client reports that). Neither ever blocks.
 pub struct Responder {
-    stream: UnixStream,
+    id: u64,
+    notifier: Notifier,
+    answered: bool,
 }
 
 impl fmt::Debug for Responder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Responder").finish_non_exhaustive()
+        f.debug_struct("Responder")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 impl Responder {
-    /// Writes `response` as one line and closes the connection. Fails when
-    /// the client is gone or does not read within [`CLIENT_TIMEOUT`].
-    pub fn send(self, response: Response) -> io::Result<()> {
-        write_line(&self.stream, &response)?;
-        // The client may have hung up already; the answer is written.
-        let _ = self.stream.shutdown(Shutdown::Both);
-        Ok(())
+    pub(super) fn new(id: u64, notifier: Notifier) -> Self {
+        Responder {
+            id,
+            notifier,
+            answered: false,
+        }
+    }
+
+    /// Hands `response` to the server, which writes it as one line (within
+    /// [`CLIENT_TIMEOUT`]) and closes the connection. Fails only when the
+    /// server has stopped; a client that is gone or does not read loses
+    /// its answer without the caller waiting.
+    pub fn send(mut self, response: Response) -> io::Result<()> {
+        self.answered = true;
+        self.deliver(Some(response))
+    }
+
+    fn deliver(&self, response: Option<Response>) -> io::Result<()> {
+        let note = Note::Answer {
+            id: self.id,
+            response,
+        };
+        self.notifier.send(note).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "init's control server has stopped",
+            )
+        })
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.deliver(None);
+        }
     }
 }
 
@@ -74,7 +116,6 @@ fn write_line(mut stream: &UnixStream, message: &impl serde::Serialize) -> io::R
     stream.write_all(&line)?;
     stream.flush()
 }
-
 impl Server {
     /// Binds the socket at `path`: creates its parent directory (mode 0700)
     /// when missing, replaces a stale socket file nobody listens on, and
@@ -121,148 +162,43 @@ impl Server {
         &self.path
     }
 
-    /// Starts serving. An accept thread takes connections and reads each
-    /// request on a thread of its own (with [`CLIENT_TIMEOUT`], so a slow or
-    /// silent client delays nobody); `handle` runs on one dispatcher
-    /// thread, one request at a time in arrival order, and must answer
-    /// through the [`Responder`] (possibly later, from another thread).
-    /// Clients that are not root, bad JSON, oversized or missing requests
-    /// get an [`Response::Error`] without reaching `handle`.
+    /// Starts serving. One thread polls every connection (reading
+    /// requests, checking the peer, writing answers, with the limits of
+    /// this module); `handle` runs on a dispatcher thread, one request at
+    /// a time in arrival order, and must answer through the [`Responder`]
+    /// (possibly later, from another thread). Requests wait in the server
+    /// until `handle` returned for the one before: a handler that passes
+    /// requests on should return once they are taken up, so that they do
+    /// not pile up where a client's hang-up cannot withdraw them. Clients that are not root,
+    /// bad JSON, oversized or missing requests get an [`Response::Error`]
+    /// without reaching `handle`.
     ///
-    /// Returns the accept thread, which runs until accept(2) fails for
+    /// Returns the polling thread, which runs until accept(2) fails for
     /// good. Should `handle` panic, later requests get an error reply.
     pub fn serve(
         self,
         handle: impl Fn(Request, Responder) + Send + 'static,
     ) -> io::Result<JoinHandle<()>> {
         let (tx, rx) = mpsc::channel::<(Request, Responder)>();
+        let connections = Connections::new(self.listener, tx)?;
+        let notifier = connections.notifier();
         thread::Builder::new()
             .name("control-dispatch".into())
             .spawn(move || {
                 for (request, responder) in rx {
+                    let id = responder.id;
                     handle(request, responder);
+                    let _ = notifier.send(Note::Taken(id));
                 }
             })?;
-        let listener = self.listener;
         thread::Builder::new()
-            .name("control-accept".into())
-            .spawn(move || accept_loop(&listener, &tx))
+            .name("control".into())
+            .spawn(move || connections.run())
     }
 }
 
 fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
-}
-
-fn accept_loop(listener: &UnixListener, tx: &mpsc::Sender<(Request, Responder)>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) if is_fatal_accept_error(&e) => return,
-            Err(_) => {
-                thread::sleep(ACCEPT_BACKOFF);
-                continue;
-            }
-        };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
-            refuse(
-                &stream,
-                "too many connections to init's control socket, try again",
-            );
-            continue;
-        }
-        let tx = tx.clone();
-        let counter = Arc::clone(&active);
-        let spawned = thread::Builder::new()
-            .name("control-conn".into())
-            .spawn(move || {
-                let _guard = Decrement(counter);
-                if let Some(request) = receive(&stream) {
-                    let responder = Responder { stream };
-                    if let Err(mpsc::SendError((_, responder))) = tx.send((request, responder)) {
-                        let _ = responder.send(Response::Error {
-                            message: "init's control handler has stopped".into(),
-                        });
-                    }
-                }
-            });
-        if spawned.is_err() {
-            // The closure (and with it the stream and the guard) is gone.
-            active.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Lowers the connection count when a connection thread ends.
-struct Decrement(Arc<AtomicUsize>);
-
-impl Drop for Decrement {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn is_fatal_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP)
-    )
-}
-
-fn refuse(stream: &UnixStream, message: &str) {
-    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-    let _ = write_line(
-        stream,
-        &Response::Error {
-            message: message.to_string(),
-        },
-    );
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
-/// Checks the peer and reads its request; answers the errors itself.
-fn receive(stream: &UnixStream) -> Option<Request> {
-    let result = check_peer(stream).and_then(|()| read_request(stream));
-    match result {
-        Ok(r) => Some(r),
-        Err(message) => {
-            refuse(stream, &message);
-            None
-        }
-    }
-}
-
-fn check_peer(stream: &UnixStream) -> Result<(), String> {
-    match peer_uid(stream) {
-        Ok(0) => Ok(()),
-        Ok(uid) => Err(format!(
-            "permission denied: only root may control init (caller is uid {uid})"
-        )),
-        Err(e) => Err(format!(
-            "permission denied: cannot read the caller's credentials: {e}"
-        )),
-    }
-}
-
-fn read_request(stream: &UnixStream) -> Result<Request, String> {
-    stream
-        .set_read_timeout(Some(CLIENT_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(CLIENT_TIMEOUT)))
-        .map_err(|e| format!("setting socket timeouts: {e}"))?;
-    let line = read_line(stream, MAX_REQUEST).map_err(|e| match e {
-        LineError::TooLong => format!("request is longer than {MAX_REQUEST} bytes"),
-        LineError::Io(e) if is_timeout(&e) => format!(
-            "no complete request line within {}s",
-            CLIENT_TIMEOUT.as_secs()
-        ),
-        LineError::Io(e) => format!("reading the request: {e}"),
-    })?;
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Err("empty request".to_string());
-    }
-    serde_json::from_slice(&line).map_err(|e| format!("bad request: {e}"))
 }
 
 enum LineError {

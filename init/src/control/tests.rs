@@ -393,3 +393,190 @@ fn non_root_callers_are_refused() {
         Response::Ok { .. }
     ));
 }
+
+#[test]
+fn a_client_that_never_reads_holds_up_neither_the_answerer_nor_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    let server = Server::bind(&path).unwrap();
+    // Far more than a socket buffer takes.
+    let many: Vec<UnitStatus> = (0..10_000)
+        .map(|i| status_of(&format!("u{i}.service")))
+        .collect();
+    let (took_tx, took) = mpsc::channel::<Duration>();
+    server
+        .serve(move |req, responder| {
+            let response = match req {
+                Request::Status { unit: None } => Response::Status {
+                    units: many.clone(),
+                },
+                _ => Response::Ok {
+                    message: "done".into(),
+                },
+            };
+            let t = Instant::now();
+            responder.send(response).unwrap();
+            took_tx.send(t.elapsed()).unwrap();
+        })
+        .unwrap();
+    let mut lazy = UnixStream::connect(&path).unwrap();
+    lazy.write_all(b"{\"op\":\"status\"}\n").unwrap();
+    let handed = took.recv_timeout(T).unwrap();
+    assert!(handed < Duration::from_millis(500), "{handed:?}");
+    let started = Instant::now();
+    assert!(matches!(
+        request(&path, &Request::Reboot, T).unwrap(),
+        Response::Ok { .. }
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The lazy client gets the start of its answer, then is dropped
+    // after the client timeout.
+    lazy.set_read_timeout(Some(T)).unwrap();
+    std::thread::sleep(server::CLIENT_TIMEOUT + Duration::from_secs(1));
+    let mut got = Vec::new();
+    let _ = lazy.read_to_end(&mut got);
+    assert!(!got.is_empty());
+    assert!(got.len() < 1 << 20, "{}", got.len());
+    assert_ne!(got.last(), Some(&b'\n'));
+}
+
+#[test]
+fn connections_beyond_the_limit_are_told_busy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, calls) = serve_status(dir.path());
+    let held: Vec<UnixStream> = (0..server::MAX_CONNECTIONS)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    let started = Instant::now();
+    let r = request(&path, &Request::Reboot, T).unwrap();
+    assert_eq!(
+        error_message(r),
+        "init is busy: 256 clients are connected to its control socket; try again"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(held);
+    // The places are free again once the server saw the hang-ups.
+    let until = Instant::now() + T;
+    loop {
+        match request(&path, &Request::Reboot, T).unwrap() {
+            Response::Ok { .. } => break,
+            other if Instant::now() > until => panic!("{other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn waiting_requests_of_gone_clients_are_dropped_and_equal_statuses_share_one_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    let server = Server::bind(&path).unwrap();
+    let (gate_tx, gate) = mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Request>::new()));
+    let log = Arc::clone(&seen);
+    server
+        .serve(move |req, responder| {
+            log.lock().unwrap().push(req.clone());
+            if req
+                == (Request::Start {
+                    unit: "gate".into(),
+                })
+            {
+                gate.lock().unwrap().recv().unwrap();
+            }
+            let n = log.lock().unwrap().len();
+            responder
+                .send(Response::Ok {
+                    message: format!("answer {n}"),
+                })
+                .unwrap();
+        })
+        .unwrap();
+    let ask = |req: Request| {
+        let path = path.clone();
+        std::thread::spawn(move || request(&path, &req, T).unwrap())
+    };
+    let start = |unit: &str| Request::Start { unit: unit.into() };
+    let waits_for = |n: usize| {
+        let until = Instant::now() + T;
+        while seen.lock().unwrap().len() < n {
+            assert!(Instant::now() < until, "{:?}", seen.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // The handler is stuck in the first request; the second is handed on
+    // behind it; everything else waits in the server.
+    let first = ask(start("gate"));
+    waits_for(1);
+    let second = ask(start("second"));
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        let mut gone = UnixStream::connect(&path).unwrap();
+        gone.write_all(b"{\"op\":\"start\",\"unit\":\"gone\"}\n")
+            .unwrap();
+    }
+    let all = Request::Status { unit: None };
+    let statuses: Vec<_> = (0..3).map(|_| ask(all.clone())).collect();
+    let last = ask(start("last"));
+    std::thread::sleep(Duration::from_millis(300));
+    gate_tx.send(()).unwrap();
+    let answers: Vec<Response> = statuses.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(matches!(first.join().unwrap(), Response::Ok { .. }));
+    assert!(matches!(second.join().unwrap(), Response::Ok { .. }));
+    assert!(matches!(last.join().unwrap(), Response::Ok { .. }));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [start("gate"), start("second"), all, start("last")]
+    );
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+}
+
+#[test]
+fn answers_nobody_reads_are_bounded_in_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    let server = Server::bind(&path).unwrap();
+    // About 2.4 MB as JSON.
+    let many: Vec<UnitStatus> = (0..8_000)
+        .map(|i| status_of(&format!("u{i}.service")))
+        .collect();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    server
+        .serve(move |_, responder| {
+            responder
+                .send(Response::Status {
+                    units: many.clone(),
+                })
+                .unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    // One after the other, so that they are not answered together.
+    let mut lazy = Vec::new();
+    for n in 1..=8 {
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(b"{\"op\":\"status\"}\n").unwrap();
+        lazy.push(s);
+        let until = Instant::now() + T;
+        while calls.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < until);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let m = error_message(request(&path, &Request::Status { unit: None }, T).unwrap());
+    assert!(
+        m.starts_with("init is busy: other clients have not read ") && m.ends_with("try again"),
+        "{m}"
+    );
+    // Once the lazy clients are dropped after their timeout, the answer
+    // comes whole.
+    std::thread::sleep(server::CLIENT_TIMEOUT + Duration::from_secs(1));
+    match request(&path, &Request::Status { unit: None }, T).unwrap() {
+        Response::Status { units } => assert_eq!(units.len(), 8_000),
+        other => panic!("{other:?}"),
+    }
+    drop(lazy);
+}

@@ -10,6 +10,7 @@ pub mod calls;
 pub mod creds;
 pub mod dm;
 pub mod notify;
+pub mod poll;
 pub mod power;
 pub mod process;
 pub mod shell;
