@@ -43,7 +43,7 @@ use ignition_config::v3_6::Passwd;
 use keel_core::beneath;
 
 use super::journal::Journal;
-use super::nodes::{make_place, read_in_root};
+use super::nodes::{make_parents, make_place, read_in_root};
 use super::sys::Sys;
 use crate::report::JsonPath;
 
@@ -269,12 +269,9 @@ fn private_dir(
                 format!("{} is not a directory", p.display()),
             ))
         }
-        None => {
-            let p = make_place(root, Path::new(abs), journal, sys)?;
-            fs::create_dir(&p)?;
-            journal.created(&p);
-            p
-        }
+        // Missing, or a link to where nothing is yet: made where it
+        // leads inside the root, as `mkdir -p` would after chroot.
+        None => make_parents(root, Path::new(abs), journal, sys)?,
     };
     beneath::set_mode(&path, 0o700)?;
     sys.lchown(&path, h.uid, h.gid)?;
