@@ -31,5 +31,6 @@ pub mod switch_root;
 pub mod sys;
 #[cfg(test)]
 mod testutil;
-pub mod unit;
+/// The unit-file library, under the name init has always used for it.
+pub(crate) use keel_units as unit;
 pub mod var;

@@ -308,7 +308,7 @@ pub fn apply(root: &Path, config: &Config, storage: &dyn Storage) -> Result<Moun
 /// `systemd-escape --path` (keel-init's, so the names are the ones it
 /// loads); validation made the paths absolute and normalized.
 fn escape_path(path: &str) -> String {
-    keel_init::unit::name::escape_path(path).unwrap_or_else(|| path.to_string())
+    keel_units::name::escape_path(path).unwrap_or_else(|| path.to_string())
 }
 
 /// The mount units Keel writes for file systems with a `path`, as

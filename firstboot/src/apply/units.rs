@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use ignition_config::v3_6::{Systemd, Unit};
 use keel_core::beneath;
-use keel_init::unit::{self, InstallError, MachineInfo};
+use keel_units::{self as unit, InstallError, MachineInfo};
 
 use super::journal::Journal;
 use super::nodes::{make_place, place};

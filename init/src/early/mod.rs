@@ -10,7 +10,6 @@
 
 pub mod accounts;
 pub mod cgroup;
-pub mod confdirs;
 pub mod disklinks;
 pub mod glob;
 pub mod hostname;
@@ -176,6 +175,18 @@ pub fn follow_in_root(root: &Path, path: &Path) -> PathBuf {
         };
     }
     cur
+}
+
+/// The surviving files of the `*.d` configuration `name` (for example
+/// `sysctl.d`) below `root`, with systemd's precedence
+/// ([`keel_units::confdirs`]); unreadable directories are logged.
+pub fn conf_files(root: &Path, name: &str, log: &mut Log) -> Vec<keel_units::confdirs::ConfFile> {
+    use keel_units::confdirs;
+    let (files, warnings) = confdirs::list(root, &confdirs::dirs(name), ".conf");
+    for w in warnings {
+        log.warn(&w);
+    }
+    files
 }
 
 #[cfg(test)]

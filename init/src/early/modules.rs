@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use keel_core::cmdline::Cmdline;
 
-use super::{confdirs, Log, OSRELEASE};
+use keel_units::confdirs;
+
+use super::{Log, OSRELEASE};
 use crate::error::chain;
 use crate::stage1::at;
 use crate::sys::Sys;
@@ -287,7 +289,7 @@ fn requested(root: &Path, cmdline: &Cmdline, log: &mut Log) -> Vec<(String, Stri
             }
         }
     }
-    let files = confdirs::list(root, &confdirs::dirs(MODULES_LOAD_D), ".conf", log);
+    let files = super::conf_files(root, MODULES_LOAD_D, log);
     for file in files {
         let text = match file.read(root) {
             Ok(t) => t,

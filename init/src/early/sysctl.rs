@@ -5,7 +5,9 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use super::{confdirs, glob, Log};
+use keel_units::confdirs;
+
+use super::{glob, Log};
 use crate::stage1::at;
 
 /// The configuration directory name below [`confdirs::CONF_ROOTS`].
@@ -87,7 +89,7 @@ fn parse_into(shown: &str, text: &str, out: &mut Vec<Assignment>, log: &mut Log)
 /// Reads every sysctl.d file and then /etc/sysctl.conf; returns the
 /// assignments to make, in order.
 pub fn collect(root: &Path, log: &mut Log) -> Vec<Assignment> {
-    let mut files = confdirs::list(root, &confdirs::dirs(SYSCTL_D), ".conf", log);
+    let mut files = super::conf_files(root, SYSCTL_D, log);
     let conf = at(root, SYSCTL_CONF);
     let canonical = |p: &Path| fs::canonicalize(super::follow_in_root(root, p)).ok();
     let conf_real = canonical(&conf);

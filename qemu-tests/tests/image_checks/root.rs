@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use keel_init::unit::{load_units, ConditionKind, MachineInfo, ServiceType};
+use keel_units::{load_units, ConditionKind, MachineInfo, ServiceType};
 use tempfile::TempDir;
 
 use super::{image, run_ok, s};

@@ -25,7 +25,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::accounts::Accounts;
-use super::{confdirs, Log};
+use keel_units::confdirs;
+
+use super::Log;
 pub use ops::{mask_mode, REMOVABLE_BELOW};
 pub use parse::{Item, Mode, Owner};
 
@@ -189,7 +191,7 @@ pub fn apply(root: &Path, spec: &Specifiers, log: &mut Log) {
         ));
         Accounts::default()
     });
-    let files = confdirs::list(root, &confdirs::dirs(TMPFILES_D), ".conf", log);
+    let files = super::conf_files(root, TMPFILES_D, log);
     let mut plan = Plan::default();
     let mut lines = 0;
     for file in &files {

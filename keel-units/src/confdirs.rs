@@ -1,6 +1,8 @@
 //! `*.d` configuration directories read the way systemd reads them
 //! (modules-load.d, sysctl.d and tmpfiles.d share these rules).
 //!
+//! Unit files follow the same precedence (see [`crate::load_units`]).
+//!
 //! The directories are given highest precedence first. A file name found
 //! in an earlier directory masks the same name in the later ones; a
 //! symbolic link to `/dev/null` masks without contributing anything. The
@@ -12,8 +14,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{follow_in_root, Log};
-use crate::stage1::at;
+use keel_core::beneath;
 
 /// Where systemd looks for `NAME.d`, highest precedence first.
 pub const CONF_ROOTS: [&str; 4] = ["/etc", "/run", "/usr/local/lib", "/usr/lib"];
@@ -33,27 +34,42 @@ pub struct ConfFile {
 }
 
 impl ConfFile {
-    /// Reads the file; symbolic links with absolute targets are followed
-    /// inside the root.
+    /// Reads the file; symbolic links are followed inside the root.
     pub fn read(&self, root: &Path) -> io::Result<String> {
-        fs::read_to_string(follow_in_root(root, &self.path))
+        match beneath::resolve(root, Path::new(&self.shown))? {
+            Some(p) => fs::read_to_string(p),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} leads to nothing in the root", self.shown),
+            )),
+        }
     }
 }
 
 /// Lists the files ending in `suffix` in `dirs` (absolute paths inside
 /// `root`, highest precedence first), with masking applied, sorted by file
 /// name. Hidden files and directories are skipped; an unreadable directory
-/// is a warning.
-pub fn list(root: &Path, dirs: &[String], suffix: &str, log: &mut Log) -> Vec<ConfFile> {
+/// is a warning, returned with the files. Directories and links are
+/// resolved inside the root.
+pub fn list(root: &Path, dirs: &[String], suffix: &str) -> (Vec<ConfFile>, Vec<String>) {
     // file name -> the file, or None when masked by a /dev/null link.
     let mut found: BTreeMap<String, Option<ConfFile>> = BTreeMap::new();
+    let mut warnings = Vec::new();
     for dir in dirs {
-        let real_dir = at(root, dir);
+        let real_dir = match beneath::resolve(root, Path::new(dir)) {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(e) => {
+                warnings.push(format!("reading directory {dir}: {e}"));
+                continue;
+            }
+        };
         let entries = match fs::read_dir(&real_dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
             Err(e) => {
-                log.warn(&format!("reading directory {dir}: {e}"));
+                warnings.push(format!("reading directory {dir}: {e}"));
                 continue;
             }
         };
@@ -73,14 +89,18 @@ pub fn list(root: &Path, dirs: &[String], suffix: &str, log: &mut Log) -> Vec<Co
                 found.insert(name, None);
                 continue;
             }
-            if follow_in_root(root, &path).is_dir() {
+            let shown = format!("{}/{name}", dir.trim_end_matches('/'));
+            if beneath::resolve(root, Path::new(&shown))
+                .ok()
+                .flatten()
+                .is_some_and(|p| p.is_dir())
+            {
                 continue;
             }
-            let shown = format!("{}/{name}", dir.trim_end_matches('/'));
             found.insert(name, Some(ConfFile { shown, path }));
         }
     }
-    found.into_values().flatten().collect()
+    (found.into_values().flatten().collect(), warnings)
 }
 
 /// The lines of `text` that are neither blank nor comments (first
@@ -121,9 +141,7 @@ mod tests {
         put(root, "etc/x.d/.hidden.conf", "hidden");
         fs::create_dir_all(root.join("etc/x.d/dir.conf")).unwrap();
         symlink("/dev/null", root.join("etc/x.d/20-masked.conf")).unwrap();
-        let mut out = Vec::new();
-        let mut log = Log::new(&mut out);
-        let files = list(root, &dirs("x.d"), ".conf", &mut log);
+        let (files, warnings) = list(root, &dirs("x.d"), ".conf");
         let shown: Vec<&str> = files.iter().map(|f| f.shown.as_str()).collect();
         assert_eq!(
             shown,
@@ -135,7 +153,7 @@ mod tests {
             ]
         );
         assert_eq!(files[2].read(root).unwrap(), "etc");
-        assert!(log.warnings().is_empty());
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]
@@ -146,9 +164,7 @@ mod tests {
         fs::create_dir_all(root.join("etc/sysctl.d")).unwrap();
         symlink("../sysctl.conf", root.join("etc/sysctl.d/99-rel.conf")).unwrap();
         symlink("/etc/sysctl.conf", root.join("etc/sysctl.d/98-abs.conf")).unwrap();
-        let mut out = Vec::new();
-        let mut log = Log::new(&mut out);
-        let files = list(root, &dirs("sysctl.d"), ".conf", &mut log);
+        let (files, _) = list(root, &dirs("sysctl.d"), ".conf");
         assert_eq!(files.len(), 2);
         for f in &files {
             assert_eq!(f.read(root).unwrap(), "a = 1");

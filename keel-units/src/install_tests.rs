@@ -4,8 +4,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::unit::load::load_units;
-use crate::unit::tests::{link, machine, write, ETC, LIB};
+use crate::load::load_units;
+use crate::tests::{link, machine, write, ETC, LIB};
 
 fn loaded(root: &Path) -> Loaded {
     load_units(root, &machine())

@@ -3,7 +3,7 @@
 
 use super::super::*;
 use super::{link, machine, write, ETC, LIB};
-use crate::testutil::{
+use crate::fixtures::{
     BUTANE_FSCK_NAME, BUTANE_MOUNT, BUTANE_MOUNT_NAME, BUTANE_SWAP, BUTANE_SWAP_NAME, FSCK_TEMPLATE,
 };
 use std::time::Duration;

@@ -1,15 +1,23 @@
-//! systemd unit files: parsing, loading and the typed model.
+//! systemd unit files: parsing, loading, the typed model, names and
+//! installing (enable/disable).
 //!
 //! Keel's init runs the unit files Debian packages ship, unmodified, for a
-//! documented subset of directives. This module only loads them:
+//! documented subset of directives; keel-firstboot writes and enables the
+//! units of Ignition configs. This crate is what both agree on; it only
+//! reads unit files and makes links, it runs nothing:
 //! [`load_units`] reads the unit directories below a root the way systemd
 //! does (precedence, masks, aliases, drop-ins, `*.wants/`, templates) and
 //! returns typed [`Unit`]s. Every directive outside the subset produces
 //! exactly one [`Warning`] naming file, line, section and directive; a
 //! syntax error fails that unit only.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod apply;
 pub mod command;
+pub mod confdirs;
+#[doc(hidden)]
+pub mod fixtures;
 mod install;
 mod load;
 pub mod model;
