@@ -1,6 +1,5 @@
 //! `keel-firstboot`: Ignition v3 configs for Keel nodes.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -120,14 +119,14 @@ enum Done {
 }
 
 fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    use keel_firstboot::apply::fetch::read_config;
     if file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("reading the config from standard input")?;
-        return Ok(buf);
+        return read_config(std::io::stdin().lock())
+            .context("reading the config from standard input");
     }
-    std::fs::read(file).with_context(|| format!("reading config {}", file.display()))
+    std::fs::File::open(file)
+        .and_then(read_config)
+        .with_context(|| format!("reading config {}", file.display()))
 }
 
 /// Reads, parses and validates a config, printing every finding; `None`

@@ -12,10 +12,12 @@
 //! built: a config that asks for them is refused, naming the JSON path,
 //! before anything is written.
 
+pub mod contents;
 pub mod disks;
 pub mod fetch;
 pub mod journal;
 pub mod kargs;
+pub mod network;
 pub mod nodes;
 pub mod passwd;
 pub mod storage;
@@ -46,12 +48,10 @@ pub enum ApplyError {
     /// to that disk).
     #[error(transparent)]
     Disk(#[from] disks::DiskError),
-    #[error("{path}: {source}")]
-    Fetch {
-        path: JsonPath,
-        #[source]
-        source: FetchError,
-    },
+    /// The fetch error's message is complete: it is part of this one,
+    /// not a source to print again after it.
+    #[error("{path}: {error}")]
+    Fetch { path: JsonPath, error: FetchError },
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -174,7 +174,7 @@ pub fn apply_node(
         _ => None,
     };
     let mut entries = match &config.storage {
-        Some(s) => nodes::prepare(s, f)?,
+        Some(s) => nodes::prepare(s, f, &mut contents::Budget::for_root(root))?,
         None => Vec::new(),
     };
     let (mounted, mount_units) = match disks {
