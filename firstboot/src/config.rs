@@ -105,24 +105,36 @@ fn tracked_path(path: &serde_path_to_error::Path) -> JsonPath {
     out
 }
 
-/// How many absent or null strings [`typed`] fills in at most.
+/// How many times [`typed`] fills in absent or null strings at most
+/// (each time, at one field of every entry of its list).
 const MAX_FILLS: usize = 4096;
+/// How many unknown keys are warned about one by one; the rest are
+/// counted in one warning.
+pub const MAX_UNKNOWN_WARNINGS: usize = 100;
 
-/// The JSON value at `path` below `v`.
-fn at_path<'v>(
-    v: &'v mut serde_json::Value,
-    path: &serde_path_to_error::Path,
-) -> Option<&'v mut serde_json::Value> {
+/// Calls `fill` on every JSON value below `v` at `path` with any index
+/// in place of each list index: the same field of every entry of those
+/// lists, which has the same type. Returns how many it changed.
+fn fill_all(
+    v: &mut serde_json::Value,
+    path: &[serde_path_to_error::Segment],
+    fill: &mut dyn FnMut(&mut serde_json::Value) -> bool,
+) -> usize {
     use serde_path_to_error::Segment;
-    let mut cur = v;
-    for seg in path.iter() {
-        cur = match seg {
-            Segment::Seq { index } => cur.get_mut(*index)?,
-            Segment::Map { key } => cur.get_mut(key.as_str())?,
-            _ => return None,
-        };
+    let Some((first, rest)) = path.split_first() else {
+        return usize::from(fill(v));
+    };
+    match first {
+        Segment::Seq { .. } => match v.as_array_mut() {
+            Some(items) => items.iter_mut().map(|i| fill_all(i, rest, fill)).sum(),
+            None => 0,
+        },
+        Segment::Map { key } => match v.get_mut(key.as_str()) {
+            Some(child) => fill_all(child, rest, fill),
+            None => 0,
+        },
+        _ => 0,
     }
-    Some(cur)
 }
 
 /// Deserializes `value` as `T`, with unknown keys as warnings and type
@@ -137,10 +149,19 @@ fn typed<T: DeserializeOwned>(
     report: &mut Report,
 ) -> Result<T, ParseError> {
     for _ in 0..MAX_FILLS {
+        // The first unknown keys by path, the rest only counted: a config
+        // of nothing but unknown keys costs no memory for each.
         let mut unused = Vec::new();
+        let mut more = 0usize;
         let mut track = serde_path_to_error::Track::new();
         let result = {
-            let mut record = |p: serde_ignored::Path<'_>| unused.push(ignored_path(&p));
+            let mut record = |p: serde_ignored::Path<'_>| {
+                if unused.len() < MAX_UNKNOWN_WARNINGS {
+                    unused.push(ignored_path(&p));
+                } else {
+                    more += 1;
+                }
+            };
             let ignored = serde_ignored::Deserializer::new(&value, &mut record);
             let tracked = serde_path_to_error::Deserializer::new(ignored, &mut track);
             T::deserialize(tracked)
@@ -152,24 +173,41 @@ fn typed<T: DeserializeOwned>(
                     let last = key.rsplit('.').next().unwrap_or(&key).to_string();
                     report.warning(path, format!("Unused key {last}"));
                 }
+                if more > 0 {
+                    report.warning(
+                        JsonPath::root(),
+                        format!("and {more} more unknown keys (not listed)"),
+                    );
+                }
                 return Ok(v);
             }
             Err(e) => e,
         };
         let path = track.path();
         let message = e.to_string();
+        let segments: Vec<serde_path_to_error::Segment> = path.iter().cloned().collect();
+        // Filled in at every entry of the lists on the way at once: a
+        // config of many entries without that field costs one more pass,
+        // not one per entry.
         let filled = if let Some(field) = message
             .strip_prefix("missing field `")
             .and_then(|m| m.strip_suffix('`'))
         {
-            at_path(&mut value, &path)
-                .and_then(|o| o.as_object_mut())
-                .map(|o| o.insert(field.to_string(), serde_json::Value::from("")))
-                .is_some()
+            fill_all(&mut value, &segments, &mut |v| match v.as_object_mut() {
+                Some(o) if !o.get(field).is_some_and(|f| !f.is_null()) => {
+                    o.insert(field.to_string(), serde_json::Value::from(""));
+                    true
+                }
+                _ => false,
+            }) > 0
         } else if message.starts_with("invalid type: null, expected a string") {
-            at_path(&mut value, &path)
-                .map(|v| *v = serde_json::Value::from(""))
-                .is_some()
+            fill_all(&mut value, &segments, &mut |v| {
+                let null = v.is_null();
+                if null {
+                    *v = serde_json::Value::from("");
+                }
+                null
+            }) > 0
         } else {
             false
         };
@@ -300,6 +338,53 @@ mod tests {
             e.starts_with("error at $.storage.files.1.mode: invalid type: string \"x\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn unknown_keys_beyond_the_first_hundred_are_counted_not_kept() {
+        let keys: String = (0..5000).map(|i| format!(r#","k{i}":{{"x":1}}"#)).collect();
+        let text = format!(r#"{{"ignition":{{"version":"3.4.0"}}{keys}}}"#);
+        let p = parse(text.as_bytes()).unwrap();
+        let w: Vec<String> = p.report.warnings().map(ToString::to_string).collect();
+        assert_eq!(w.len(), MAX_UNKNOWN_WARNINGS + 1);
+        assert_eq!(w[0], "warning at $.k0: Unused key k0");
+        assert_eq!(
+            w[MAX_UNKNOWN_WARNINGS],
+            format!(
+                "warning at $: and {} more unknown keys (not listed)",
+                5000 - MAX_UNKNOWN_WARNINGS
+            )
+        );
+    }
+
+    #[test]
+    fn absent_strings_of_many_entries_are_filled_in_at_once() {
+        // More entries without a path than there are fill passes: each
+        // list's field is filled in everywhere in one pass.
+        let files: Vec<String> = (0..2 * MAX_FILLS)
+            .map(|i| {
+                format!(
+                    r#"{{"mode":420,"user":{{"name":null}},"append":[{{"source":"data:,{i}"}}]}}"#
+                )
+            })
+            .collect();
+        let units: Vec<String> = (0..2 * MAX_FILLS)
+            .map(|_| r#"{"enabled":true,"dropins":[{"contents":"x"}]}"#.to_string())
+            .collect();
+        let text = format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{}]}},"systemd":{{"units":[{}]}}}}"#,
+            files.join(","),
+            units.join(",")
+        );
+        let p = parse(text.as_bytes()).unwrap();
+        let s = p.config.storage.unwrap();
+        let files = s.files.unwrap();
+        assert_eq!(files.len(), 2 * MAX_FILLS);
+        assert!(files.iter().all(|f| f.path.is_empty()));
+        let units = p.config.systemd.unwrap().units.unwrap();
+        assert!(units
+            .iter()
+            .all(|u| u.name.is_empty() && u.dropins.as_ref().unwrap()[0].name.is_empty()));
     }
 
     #[test]
