@@ -137,6 +137,71 @@ fn fill_all(
     }
 }
 
+/// The unknown keys met: the first ones by path, the rest only counted, so
+/// that a config of nothing but unknown keys costs no memory for each.
+#[derive(Default)]
+struct Unknown {
+    paths: Vec<JsonPath>,
+    more: usize,
+}
+
+impl Unknown {
+    fn record(&mut self, p: &serde_ignored::Path<'_>) {
+        if self.paths.len() < MAX_UNKNOWN_WARNINGS {
+            self.paths.push(ignored_path(p));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn warn(self, report: &mut Report) {
+        for path in self.paths {
+            let key = path.to_string();
+            let last = key.rsplit('.').next().unwrap_or(&key).to_string();
+            report.warning(path, format!("Unused key {last}"));
+        }
+        if self.more > 0 {
+            report.warning(
+                JsonPath::root(),
+                format!("and {} more unknown keys (not listed)", self.more),
+            );
+        }
+    }
+}
+
+/// `T` read straight from `bytes`, with no JSON value tree in between (a
+/// config of many unknown keys then costs the config, not a tree of them);
+/// `None` on anything [`typed`] treats specially or reports (a repeated
+/// key, an absent or null string, any error), which [`parse`] then
+/// decides the full way.
+fn direct<T: DeserializeOwned>(bytes: &[u8], report: &mut Report) -> Option<T> {
+    let mut unknown = Unknown::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = {
+        let mut record = |p: serde_ignored::Path<'_>| unknown.record(&p);
+        T::deserialize(serde_ignored::Deserializer::new(&mut de, &mut record)).ok()?
+    };
+    de.end().ok()?;
+    unknown.warn(report);
+    Some(v)
+}
+
+/// The declared version, read straight from `bytes`, when it is one Keel
+/// accepts (anything else is for [`declared_version`] to report).
+fn direct_version(bytes: &[u8]) -> Option<Version> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        ignition: HeadIgnition,
+    }
+    #[derive(serde::Deserialize)]
+    struct HeadIgnition {
+        version: String,
+    }
+    let head: Head = serde_json::from_slice(bytes).ok()?;
+    let version = Version::parse(&head.ignition.version).ok()?;
+    (SUPPORTED.contains(&version.to_string().as_str()) && version.pre.is_empty()).then_some(version)
+}
+
 /// Deserializes `value` as `T`, with unknown keys as warnings and type
 /// errors at their path.
 ///
@@ -149,36 +214,17 @@ fn typed<T: DeserializeOwned>(
     report: &mut Report,
 ) -> Result<T, ParseError> {
     for _ in 0..MAX_FILLS {
-        // The first unknown keys by path, the rest only counted: a config
-        // of nothing but unknown keys costs no memory for each.
-        let mut unused = Vec::new();
-        let mut more = 0usize;
+        let mut unknown = Unknown::default();
         let mut track = serde_path_to_error::Track::new();
         let result = {
-            let mut record = |p: serde_ignored::Path<'_>| {
-                if unused.len() < MAX_UNKNOWN_WARNINGS {
-                    unused.push(ignored_path(&p));
-                } else {
-                    more += 1;
-                }
-            };
+            let mut record = |p: serde_ignored::Path<'_>| unknown.record(&p);
             let ignored = serde_ignored::Deserializer::new(&value, &mut record);
             let tracked = serde_path_to_error::Deserializer::new(ignored, &mut track);
             T::deserialize(tracked)
         };
         let e = match result {
             Ok(v) => {
-                for path in unused {
-                    let key = path.to_string();
-                    let last = key.rsplit('.').next().unwrap_or(&key).to_string();
-                    report.warning(path, format!("Unused key {last}"));
-                }
-                if more > 0 {
-                    report.warning(
-                        JsonPath::root(),
-                        format!("and {more} more unknown keys (not listed)"),
-                    );
-                }
+                unknown.warn(report);
                 return Ok(v);
             }
             Err(e) => e,
@@ -246,6 +292,9 @@ fn upgrade<T: serde::Serialize>(config: &T) -> Result<Config, ParseError> {
 
 /// Parses a config of any supported version.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    if let Some(parsed) = parse_direct(bytes) {
+        return Ok(parsed);
+    }
     // Parsed as a value first: a repeated key then keeps its last value,
     // as in Go, instead of being an error.
     let value: serde_json::Value =
@@ -268,6 +317,29 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     };
     config.ignition.version = version.to_string();
     Ok(Parsed {
+        version,
+        config,
+        report,
+    })
+}
+
+/// [`parse`] for the common case, without a JSON value tree; `None` when
+/// the config needs the full way (see [`direct`]).
+fn parse_direct(bytes: &[u8]) -> Option<Parsed> {
+    let version = direct_version(bytes)?;
+    let mut report = Report::default();
+    let r = &mut report;
+    let mut config = match version.minor {
+        0 => upgrade(&direct::<v3_0::Config>(bytes, r)?).ok()?,
+        1 => upgrade(&direct::<v3_1::Config>(bytes, r)?).ok()?,
+        2 => upgrade(&direct::<v3_2::Config>(bytes, r)?).ok()?,
+        3 => upgrade(&direct::<v3_3::Config>(bytes, r)?).ok()?,
+        4 => upgrade(&direct::<v3_4::Config>(bytes, r)?).ok()?,
+        5 => upgrade(&direct::<v3_5::Config>(bytes, r)?).ok()?,
+        _ => direct::<v3_6::Config>(bytes, r)?,
+    };
+    config.ignition.version = version.to_string();
+    Some(Parsed {
         version,
         config,
         report,
