@@ -22,6 +22,7 @@ set -euo pipefail
 OLD=${1:-5483bba}
 RUNS=${BENCH_RUNS:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log() { echo "bench: $*" >&2; }
 die() {
@@ -108,4 +109,4 @@ for c in unknown nodes; do
   done
 done
 echo
-echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -1), load before the run $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC')."
+echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -1), load average $LOAD_START at the start (before the builds), $(cut -d' ' -f1-3 /proc/loadavg) at the end; $(date -u '+%Y-%m-%d %H:%M UTC')."

@@ -240,7 +240,7 @@ fn typed<T: DeserializeOwned>(
             .and_then(|m| m.strip_suffix('`'))
         {
             fill_all(&mut value, &segments, &mut |v| match v.as_object_mut() {
-                Some(o) if !o.get(field).is_some_and(|f| !f.is_null()) => {
+                Some(o) if o.get(field).is_none_or(|f| f.is_null()) => {
                     o.insert(field.to_string(), serde_json::Value::from(""));
                     true
                 }

@@ -52,6 +52,12 @@ enum Command {
         /// The config file (JSON), or `-` for standard input.
         #[arg(long)]
         config: PathBuf,
+        /// The most that the fetched contents of files (after
+        /// decompression) may add up to, in bytes; they are also kept to
+        /// half the free space of the file system they wait on (ROOT/var/tmp,
+        /// ROOT/var or ROOT). More is an error naming the resource.
+        #[arg(long, value_name = "BYTES", default_value_t = keel_firstboot::apply::contents::MAX_TOTAL)]
+        max_fetched: u64,
     },
     /// Provision a node once: find its config, validate it, apply it, and
     /// record that in ROOT/var/lib/keel/firstboot.json.
@@ -149,7 +155,7 @@ fn validate(file: &PathBuf) -> anyhow::Result<bool> {
     Ok(checked(file)?.is_some())
 }
 
-fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
+fn apply(root: &std::path::Path, file: &PathBuf, max_fetched: u64) -> anyhow::Result<bool> {
     let Some(parsed) = checked(file)? else {
         return Ok(false);
     };
@@ -167,8 +173,14 @@ fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
         }
     };
     let net = fetchers.for_config(Some(&config));
-    keel_firstboot::apply::apply(root, &config, net.as_ref(), &keel_firstboot::apply::RealSys)
-        .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
+    keel_firstboot::apply::apply_limited(
+        root,
+        &config,
+        net.as_ref(),
+        &keel_firstboot::apply::RealSys,
+        max_fetched,
+    )
+    .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
     println!("applied {} to {}", file.display(), root.display());
     Ok(true)
 }
@@ -244,7 +256,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Validate { file } => validate(file).map(done),
-        Command::Apply { root, config } => apply(root, config).map(done),
+        Command::Apply {
+            root,
+            config,
+            max_fetched,
+        } => apply(root, config, *max_fetched).map(done),
         Command::Run {
             root,
             cmdline,

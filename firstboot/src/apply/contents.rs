@@ -175,9 +175,9 @@ impl Budget {
     /// The budget for applying to `root`: the spool in the first of
     /// [`SPOOL_DIRS`] below `root` (resolved inside it) where an anonymous
     /// file can be made, the limit from its file system's free space and
-    /// [`MAX_TOTAL`]. Without such a directory, memory only, at most
-    /// [`MEMORY`] bytes.
-    pub fn for_root(root: &Path) -> Self {
+    /// `cap` ([`MAX_TOTAL`] unless the caller was told otherwise). Without
+    /// such a directory, memory only, at most [`MEMORY`] bytes.
+    pub fn for_root(root: &Path, cap: u64) -> Self {
         let mut why_not = Vec::new();
         for d in SPOOL_DIRS {
             let dir = match keel_core::beneath::resolve(root, Path::new(d)) {
@@ -194,7 +194,7 @@ impl Budget {
             });
             match made {
                 Ok((file, free)) => {
-                    let (limit, why) = if free / 2 < MAX_TOTAL {
+                    let (limit, why) = if free / 2 < cap {
                         (
                             free / 2,
                             format!(
@@ -204,7 +204,12 @@ impl Budget {
                             ),
                         )
                     } else {
-                        (MAX_TOTAL, "Keel's limit for one config".to_string())
+                        let why = if cap == MAX_TOTAL {
+                            "Keel's limit for the contents of one config"
+                        } else {
+                            "the limit given for this apply"
+                        };
+                        (cap, why.to_string())
                     };
                     return Self {
                         limit,
@@ -222,7 +227,7 @@ impl Budget {
             }
         }
         Self::memory(
-            MEMORY,
+            MEMORY.min(cap),
             &format!(
                 "kept in memory: no spool file could be made below {} ({})",
                 root.display(),
@@ -354,7 +359,7 @@ mod tests {
     fn small_contents_stay_in_memory_large_ones_are_spooled() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("var/tmp")).unwrap();
-        let mut b = Budget::for_root(root.path());
+        let mut b = Budget::for_root(root.path(), MAX_TOTAL);
         assert_eq!(
             b.spool_dir().unwrap(),
             root.path().join("var/tmp").as_path()
@@ -408,7 +413,7 @@ mod tests {
     fn a_root_without_a_writable_directory_keeps_contents_in_memory() {
         let root = tempfile::tempdir().unwrap();
         let gone = root.path().join("missing");
-        let b = Budget::for_root(&gone);
+        let b = Budget::for_root(&gone, MAX_TOTAL);
         assert!(b.spool_dir().is_none());
         assert_eq!(b.limit().0, MEMORY);
     }

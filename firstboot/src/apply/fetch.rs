@@ -45,7 +45,10 @@ pub enum FetchError {
 /// How many bytes a fetcher may hand over, and why that many.
 #[derive(Debug, Clone, Copy)]
 pub struct Limit<'a> {
+    /// What may still come.
     pub bytes: u64,
+    /// The limit that is, for messages.
+    pub total: u64,
     pub why: &'a str,
 }
 
@@ -55,7 +58,7 @@ impl Limit<'_> {
         FetchError::TooLarge {
             url: shown(url),
             what: what.into(),
-            limit: self.bytes,
+            limit: self.total,
             why: self.why.to_string(),
         }
     }
@@ -84,6 +87,7 @@ pub trait Fetch {
 pub fn bytes(f: &dyn Fetch, source: &str, r: &Resource) -> Result<Vec<u8>, FetchError> {
     let limit = Limit {
         bytes: MAX_CONFIG,
+        total: MAX_CONFIG,
         why: CONFIG_LIMIT,
     };
     let mut out = Vec::new();
@@ -140,7 +144,7 @@ impl Fetch for InlineOnly {
             reason: e.to_string(),
         })?;
         if data.len() as u64 > limit.bytes {
-            return Err(limit.exceeded(source, "the data"));
+            return Err(limit.exceeded(source, "the data is"));
         }
         consume(&mut data.as_slice())
     }
@@ -320,8 +324,16 @@ pub fn contents(
     };
     let gzip = r.compression.as_deref() == Some("gzip");
     let hash = r.verification.as_ref().and_then(|v| v.hash.as_deref());
-    let (bytes, why) = (budget.remaining(), budget.limit().1.to_string());
-    let limit = Limit { bytes, why: &why };
+    let (total, why) = budget.limit();
+    let why = match total - budget.remaining() {
+        0 => why.to_string(),
+        taken => format!("{why}; earlier resources took {}", human(taken)),
+    };
+    let limit = Limit {
+        bytes: budget.remaining(),
+        total,
+        why: &why,
+    };
     let spool = budget
         .spool_dir()
         .map_or_else(|| "memory".to_string(), |d| d.display().to_string());
@@ -356,7 +368,7 @@ pub fn contents(
             };
             hasher.update(&buf[..n]);
             collector.push(&buf[..n]).map_err(|refused| match refused {
-                Refused::Limit { limit, why } => FetchError::TooLarge {
+                Refused::Limit { limit, .. } => FetchError::TooLarge {
                     url: shown(source),
                     what: if gzip {
                         "the decompressed contents are".into()
@@ -364,7 +376,7 @@ pub fn contents(
                         "the contents are".into()
                     },
                     limit,
-                    why,
+                    why: why.clone(),
                 },
                 Refused::Io(e) => FetchError::Source {
                     url: shown(source),
@@ -441,6 +453,38 @@ mod tests {
             e.to_string(),
             "https://10.0.2.2/c: bringing up the network: /bin/false exit status: 1"
         );
+    }
+
+    #[test]
+    fn inflating_past_the_budget_stops_there_naming_the_limit() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 8 << 20]).unwrap();
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            gz.finish().unwrap(),
+        );
+        let src = format!("data:;base64,{b64}");
+        // A wrong hash too: the limit is met before the hash is known.
+        let r = res(&src, Some(format!("sha512-{}", "0".repeat(128))), true);
+        let mut budget = Budget::memory(1 << 20, "a test's limit");
+        let e = contents(&InlineOnly, &r, &mut budget).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                ": the decompressed contents are larger than the limit of 1048576 bytes (1.0 MiB) (a test's limit)"
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("data:;base64,H4sI"), "{e}");
+        // The raw bytes are bounded too.
+        let mut budget = Budget::memory(4, "four bytes");
+        let e = contents(&InlineOnly, &res("data:,12345", None, false), &mut budget).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "data:,12345: the data is larger than the limit of 4 bytes (four bytes)"
+        );
+        let mut budget = Budget::memory(5, "five bytes");
+        let ok = contents(&InlineOnly, &res("data:,12345", None, false), &mut budget);
+        assert_eq!(ok.unwrap().unwrap().into_vec().unwrap(), b"12345");
     }
 
     #[test]
