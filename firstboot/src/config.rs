@@ -105,24 +105,101 @@ fn tracked_path(path: &serde_path_to_error::Path) -> JsonPath {
     out
 }
 
-/// How many absent or null strings [`typed`] fills in at most.
+/// How many times [`typed`] fills in absent or null strings at most
+/// (each time, at one field of every entry of its list).
 const MAX_FILLS: usize = 4096;
+/// How many unknown keys are warned about one by one; the rest are
+/// counted in one warning.
+pub const MAX_UNKNOWN_WARNINGS: usize = 100;
 
-/// The JSON value at `path` below `v`.
-fn at_path<'v>(
-    v: &'v mut serde_json::Value,
-    path: &serde_path_to_error::Path,
-) -> Option<&'v mut serde_json::Value> {
+/// Calls `fill` on every JSON value below `v` at `path` with any index
+/// in place of each list index: the same field of every entry of those
+/// lists, which has the same type. Returns how many it changed.
+fn fill_all(
+    v: &mut serde_json::Value,
+    path: &[serde_path_to_error::Segment],
+    fill: &mut dyn FnMut(&mut serde_json::Value) -> bool,
+) -> usize {
     use serde_path_to_error::Segment;
-    let mut cur = v;
-    for seg in path.iter() {
-        cur = match seg {
-            Segment::Seq { index } => cur.get_mut(*index)?,
-            Segment::Map { key } => cur.get_mut(key.as_str())?,
-            _ => return None,
-        };
+    let Some((first, rest)) = path.split_first() else {
+        return usize::from(fill(v));
+    };
+    match first {
+        Segment::Seq { .. } => match v.as_array_mut() {
+            Some(items) => items.iter_mut().map(|i| fill_all(i, rest, fill)).sum(),
+            None => 0,
+        },
+        Segment::Map { key } => match v.get_mut(key.as_str()) {
+            Some(child) => fill_all(child, rest, fill),
+            None => 0,
+        },
+        _ => 0,
     }
-    Some(cur)
+}
+
+/// The unknown keys met: the first ones by path, the rest only counted, so
+/// that a config of nothing but unknown keys costs no memory for each.
+#[derive(Default)]
+struct Unknown {
+    paths: Vec<JsonPath>,
+    more: usize,
+}
+
+impl Unknown {
+    fn record(&mut self, p: &serde_ignored::Path<'_>) {
+        if self.paths.len() < MAX_UNKNOWN_WARNINGS {
+            self.paths.push(ignored_path(p));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn warn(self, report: &mut Report) {
+        for path in self.paths {
+            let key = path.to_string();
+            let last = key.rsplit('.').next().unwrap_or(&key).to_string();
+            report.warning(path, format!("Unused key {last}"));
+        }
+        if self.more > 0 {
+            report.warning(
+                JsonPath::root(),
+                format!("and {} more unknown keys (not listed)", self.more),
+            );
+        }
+    }
+}
+
+/// `T` read straight from `bytes`, with no JSON value tree in between (a
+/// config of many unknown keys then costs the config, not a tree of them);
+/// `None` on anything [`typed`] treats specially or reports (a repeated
+/// key, an absent or null string, any error), which [`parse`] then
+/// decides the full way.
+fn direct<T: DeserializeOwned>(bytes: &[u8], report: &mut Report) -> Option<T> {
+    let mut unknown = Unknown::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = {
+        let mut record = |p: serde_ignored::Path<'_>| unknown.record(&p);
+        T::deserialize(serde_ignored::Deserializer::new(&mut de, &mut record)).ok()?
+    };
+    de.end().ok()?;
+    unknown.warn(report);
+    Some(v)
+}
+
+/// The declared version, read straight from `bytes`, when it is one Keel
+/// accepts (anything else is for [`declared_version`] to report).
+fn direct_version(bytes: &[u8]) -> Option<Version> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        ignition: HeadIgnition,
+    }
+    #[derive(serde::Deserialize)]
+    struct HeadIgnition {
+        version: String,
+    }
+    let head: Head = serde_json::from_slice(bytes).ok()?;
+    let version = Version::parse(&head.ignition.version).ok()?;
+    (SUPPORTED.contains(&version.to_string().as_str()) && version.pre.is_empty()).then_some(version)
 }
 
 /// Deserializes `value` as `T`, with unknown keys as warnings and type
@@ -137,39 +214,46 @@ fn typed<T: DeserializeOwned>(
     report: &mut Report,
 ) -> Result<T, ParseError> {
     for _ in 0..MAX_FILLS {
-        let mut unused = Vec::new();
+        let mut unknown = Unknown::default();
         let mut track = serde_path_to_error::Track::new();
         let result = {
-            let mut record = |p: serde_ignored::Path<'_>| unused.push(ignored_path(&p));
+            let mut record = |p: serde_ignored::Path<'_>| unknown.record(&p);
             let ignored = serde_ignored::Deserializer::new(&value, &mut record);
             let tracked = serde_path_to_error::Deserializer::new(ignored, &mut track);
             T::deserialize(tracked)
         };
         let e = match result {
             Ok(v) => {
-                for path in unused {
-                    let key = path.to_string();
-                    let last = key.rsplit('.').next().unwrap_or(&key).to_string();
-                    report.warning(path, format!("Unused key {last}"));
-                }
+                unknown.warn(report);
                 return Ok(v);
             }
             Err(e) => e,
         };
         let path = track.path();
         let message = e.to_string();
+        let segments: Vec<serde_path_to_error::Segment> = path.iter().cloned().collect();
+        // Filled in at every entry of the lists on the way at once: a
+        // config of many entries without that field costs one more pass,
+        // not one per entry.
         let filled = if let Some(field) = message
             .strip_prefix("missing field `")
             .and_then(|m| m.strip_suffix('`'))
         {
-            at_path(&mut value, &path)
-                .and_then(|o| o.as_object_mut())
-                .map(|o| o.insert(field.to_string(), serde_json::Value::from("")))
-                .is_some()
+            fill_all(&mut value, &segments, &mut |v| match v.as_object_mut() {
+                Some(o) if o.get(field).is_none_or(|f| f.is_null()) => {
+                    o.insert(field.to_string(), serde_json::Value::from(""));
+                    true
+                }
+                _ => false,
+            }) > 0
         } else if message.starts_with("invalid type: null, expected a string") {
-            at_path(&mut value, &path)
-                .map(|v| *v = serde_json::Value::from(""))
-                .is_some()
+            fill_all(&mut value, &segments, &mut |v| {
+                let null = v.is_null();
+                if null {
+                    *v = serde_json::Value::from("");
+                }
+                null
+            }) > 0
         } else {
             false
         };
@@ -208,6 +292,9 @@ fn upgrade<T: serde::Serialize>(config: &T) -> Result<Config, ParseError> {
 
 /// Parses a config of any supported version.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    if let Some(parsed) = parse_direct(bytes) {
+        return Ok(parsed);
+    }
     // Parsed as a value first: a repeated key then keeps its last value,
     // as in Go, instead of being an error.
     let value: serde_json::Value =
@@ -230,6 +317,29 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     };
     config.ignition.version = version.to_string();
     Ok(Parsed {
+        version,
+        config,
+        report,
+    })
+}
+
+/// [`parse`] for the common case, without a JSON value tree; `None` when
+/// the config needs the full way (see [`direct`]).
+fn parse_direct(bytes: &[u8]) -> Option<Parsed> {
+    let version = direct_version(bytes)?;
+    let mut report = Report::default();
+    let r = &mut report;
+    let mut config = match version.minor {
+        0 => upgrade(&direct::<v3_0::Config>(bytes, r)?).ok()?,
+        1 => upgrade(&direct::<v3_1::Config>(bytes, r)?).ok()?,
+        2 => upgrade(&direct::<v3_2::Config>(bytes, r)?).ok()?,
+        3 => upgrade(&direct::<v3_3::Config>(bytes, r)?).ok()?,
+        4 => upgrade(&direct::<v3_4::Config>(bytes, r)?).ok()?,
+        5 => upgrade(&direct::<v3_5::Config>(bytes, r)?).ok()?,
+        _ => direct::<v3_6::Config>(bytes, r)?,
+    };
+    config.ignition.version = version.to_string();
+    Some(Parsed {
         version,
         config,
         report,
@@ -300,6 +410,53 @@ mod tests {
             e.starts_with("error at $.storage.files.1.mode: invalid type: string \"x\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn unknown_keys_beyond_the_first_hundred_are_counted_not_kept() {
+        let keys: String = (0..5000).map(|i| format!(r#","k{i}":{{"x":1}}"#)).collect();
+        let text = format!(r#"{{"ignition":{{"version":"3.4.0"}}{keys}}}"#);
+        let p = parse(text.as_bytes()).unwrap();
+        let w: Vec<String> = p.report.warnings().map(ToString::to_string).collect();
+        assert_eq!(w.len(), MAX_UNKNOWN_WARNINGS + 1);
+        assert_eq!(w[0], "warning at $.k0: Unused key k0");
+        assert_eq!(
+            w[MAX_UNKNOWN_WARNINGS],
+            format!(
+                "warning at $: and {} more unknown keys (not listed)",
+                5000 - MAX_UNKNOWN_WARNINGS
+            )
+        );
+    }
+
+    #[test]
+    fn absent_strings_of_many_entries_are_filled_in_at_once() {
+        // More entries without a path than there are fill passes: each
+        // list's field is filled in everywhere in one pass.
+        let files: Vec<String> = (0..2 * MAX_FILLS)
+            .map(|i| {
+                format!(
+                    r#"{{"mode":420,"user":{{"name":null}},"append":[{{"source":"data:,{i}"}}]}}"#
+                )
+            })
+            .collect();
+        let units: Vec<String> = (0..2 * MAX_FILLS)
+            .map(|_| r#"{"enabled":true,"dropins":[{"contents":"x"}]}"#.to_string())
+            .collect();
+        let text = format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{}]}},"systemd":{{"units":[{}]}}}}"#,
+            files.join(","),
+            units.join(",")
+        );
+        let p = parse(text.as_bytes()).unwrap();
+        let s = p.config.storage.unwrap();
+        let files = s.files.unwrap();
+        assert_eq!(files.len(), 2 * MAX_FILLS);
+        assert!(files.iter().all(|f| f.path.is_empty()));
+        let units = p.config.systemd.unwrap().units.unwrap();
+        assert!(units
+            .iter()
+            .all(|u| u.name.is_empty() && u.dropins.as_ref().unwrap()[0].name.is_empty()));
     }
 
     #[test]

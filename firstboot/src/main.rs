@@ -1,6 +1,5 @@
 //! `keel-firstboot`: Ignition v3 configs for Keel nodes.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,6 +52,12 @@ enum Command {
         /// The config file (JSON), or `-` for standard input.
         #[arg(long)]
         config: PathBuf,
+        /// The most that the fetched contents of files (after
+        /// decompression) may add up to, in bytes; they are also kept to
+        /// half the free space of the file system they wait on (ROOT/var/tmp,
+        /// ROOT/var or ROOT). More is an error naming the resource.
+        #[arg(long, value_name = "BYTES", default_value_t = keel_firstboot::apply::contents::MAX_TOTAL)]
+        max_fetched: u64,
     },
     /// Provision a node once: find its config, validate it, apply it, and
     /// record that in ROOT/var/lib/keel/firstboot.json.
@@ -120,14 +125,14 @@ enum Done {
 }
 
 fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    use keel_firstboot::apply::fetch::read_config;
     if file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("reading the config from standard input")?;
-        return Ok(buf);
+        return read_config(std::io::stdin().lock())
+            .context("reading the config from standard input");
     }
-    std::fs::read(file).with_context(|| format!("reading config {}", file.display()))
+    std::fs::File::open(file)
+        .and_then(read_config)
+        .with_context(|| format!("reading config {}", file.display()))
 }
 
 /// Reads, parses and validates a config, printing every finding; `None`
@@ -150,7 +155,7 @@ fn validate(file: &PathBuf) -> anyhow::Result<bool> {
     Ok(checked(file)?.is_some())
 }
 
-fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
+fn apply(root: &std::path::Path, file: &PathBuf, max_fetched: u64) -> anyhow::Result<bool> {
     let Some(parsed) = checked(file)? else {
         return Ok(false);
     };
@@ -168,8 +173,14 @@ fn apply(root: &std::path::Path, file: &PathBuf) -> anyhow::Result<bool> {
         }
     };
     let net = fetchers.for_config(Some(&config));
-    keel_firstboot::apply::apply(root, &config, net.as_ref(), &keel_firstboot::apply::RealSys)
-        .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
+    keel_firstboot::apply::apply_limited(
+        root,
+        &config,
+        net.as_ref(),
+        &keel_firstboot::apply::RealSys,
+        max_fetched,
+    )
+    .with_context(|| format!("applying {} to {}", file.display(), root.display()))?;
     println!("applied {} to {}", file.display(), root.display());
     Ok(true)
 }
@@ -245,7 +256,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Validate { file } => validate(file).map(done),
-        Command::Apply { root, config } => apply(root, config).map(done),
+        Command::Apply {
+            root,
+            config,
+            max_fetched,
+        } => apply(root, config, *max_fetched).map(done),
         Command::Run {
             root,
             cmdline,

@@ -15,6 +15,8 @@
 //! - an HTTP header the child lists with a null value removes the
 //!   parent's header of that name.
 
+use std::collections::{HashMap, HashSet};
+
 use ignition_config::v3_6::Config;
 use serde_json::{Map, Value};
 
@@ -57,11 +59,13 @@ fn merge_object(
 ) -> Map<String, Value> {
     let mut out = Map::new();
     if let Some((_, lists)) = SHARED.iter().find(|(n, _)| *n == name) {
-        // Which shared list each of the child's keys is in.
-        let mut child_keys: Vec<(String, &str)> = Vec::new();
+        // Which shared lists each of the child's keys is in.
+        let mut child_keys: HashMap<String, Vec<&str>> = HashMap::new();
         for list in lists.iter() {
             if let Some(Value::Array(items)) = child.get(*list) {
-                child_keys.extend(keyed(list, items).into_iter().map(|(k, _)| (k, *list)));
+                for item in items {
+                    child_keys.entry(key(list, item)).or_default().push(list);
+                }
             }
         }
         for list in lists.iter() {
@@ -77,7 +81,9 @@ fn merge_object(
                 .into_iter()
                 .filter(|item| {
                     let k = key(list, item);
-                    !child_keys.iter().any(|(ck, l)| *ck == k && l != list)
+                    !child_keys
+                        .get(&k)
+                        .is_some_and(|ls| ls.iter().any(|l| l != list))
                 })
                 .collect();
             out.insert(
@@ -107,7 +113,8 @@ fn take_array(map: &mut Map<String, Value>, name: &str) -> Vec<Value> {
 
 /// Parent entries in order, each merged with the child's entry of the same
 /// key (the last one, as in Ignition), then the child's entries with keys
-/// the parent did not have.
+/// the parent did not have. Keys are looked up in maps: linear in the
+/// entries, however many there are.
 fn merge_list(
     name: &str,
     parent: Vec<Value>,
@@ -115,10 +122,13 @@ fn merge_list(
     own: &[(String, Value)],
 ) -> Vec<Value> {
     let parent_keys: Vec<String> = parent.iter().map(|i| key(name, i)).collect();
+    let parent_set: HashSet<&str> = parent_keys.iter().map(String::as_str).collect();
+    // The child's last entry of each key.
+    let last: HashMap<&str, &Value> = own.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = Vec::new();
     for (item, k) in parent.into_iter().zip(&parent_keys) {
-        match own.iter().rev().find(|(ck, _)| ck == k) {
-            Some((_, c)) => {
+        match last.get(k.as_str()).copied() {
+            Some(c) => {
                 if name == "httpHeaders" && c.get("value").is_none_or(Value::is_null) {
                     continue;
                 }
@@ -128,7 +138,7 @@ fn merge_list(
         }
     }
     for item in child {
-        if !parent_keys.contains(&key(name, item)) {
+        if !parent_set.contains(key(name, item).as_str()) {
             out.push(item.clone());
         }
     }

@@ -347,13 +347,15 @@ pub fn find(sources: &Sources, fetch: &dyn Fetch) -> Result<(Origin, Vec<u8>), P
     if let Some(url) = cmdline_value(&sources.cmdline, CMDLINE_KEY) {
         let origin = Origin::Cmdline(url.clone());
         let bytes = if url.starts_with('/') {
-            fs::read(&url).map_err(|e| e.to_string())
+            fs::File::open(&url)
+                .and_then(apply::fetch::read_config)
+                .map_err(|e| e.to_string())
         } else {
             let r = Resource {
                 source: Some(url.clone()),
                 ..Resource::default()
             };
-            fetch.get(&url, &r).map_err(|e| e.to_string())
+            apply::fetch::bytes(fetch, &url, &r).map_err(|e| e.to_string())
         };
         return bytes
             .map(|b| (origin.clone(), b))
@@ -363,7 +365,7 @@ pub fn find(sources: &Sources, fetch: &dyn Fetch) -> Result<(Origin, Vec<u8>), P
         (&sources.fw_cfg, Origin::FwCfg(sources.fw_cfg.clone())),
         (&sources.esp, Origin::Esp(sources.esp.clone())),
     ] {
-        match fs::read(path) {
+        match fs::File::open(path).and_then(apply::fetch::read_config) {
             Ok(b) => return Ok((origin, b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {

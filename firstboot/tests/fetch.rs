@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use ignition_config::v3_6::{HttpHeadersItem, Resource, Verification};
-use keel_firstboot::apply::{self, Fetch, FetchError, Network, RecordingSys};
+use keel_firstboot::apply::{self, FetchError, Network, RecordingSys};
 use keel_firstboot::config;
 use qemu_tests::http::{HttpServer, Response};
 use sha2::{Digest, Sha512};
@@ -61,7 +61,7 @@ fn headers_are_sent_and_5xx_is_retried() {
         },
     ]);
     assert_eq!(
-        net(5).get(r.source.as_deref().unwrap(), &r).unwrap(),
+        apply::fetch::bytes(&net(5), r.source.as_deref().unwrap(), &r).unwrap(),
         b"finally"
     );
     assert_eq!(srv.requests().len(), 3);
@@ -82,7 +82,7 @@ fn retries_are_bounded_and_4xx_is_final() {
     let srv = HttpServer::start().unwrap();
     srv.route("/down", status(503));
     let t0 = Instant::now();
-    let e = net(3).get(&local(&srv, "/down"), &res("")).unwrap_err();
+    let e = apply::fetch::bytes(&net(3), &local(&srv, "/down"), &res("")).unwrap_err();
     assert!(
         e.to_string()
             .ends_with("server answered 503 (after 3 tries)"),
@@ -92,15 +92,14 @@ fn retries_are_bounded_and_4xx_is_final() {
     assert!(t0.elapsed() < Duration::from_secs(10));
 
     let before = srv.requests().len();
-    let e = net(5).get(&local(&srv, "/missing"), &res("")).unwrap_err();
+    let e = apply::fetch::bytes(&net(5), &local(&srv, "/missing"), &res("")).unwrap_err();
     assert!(e.to_string().ends_with("server answered 404"), "{e}");
     assert_eq!(srv.requests().len(), before + 1, "a 404 was retried");
 
     // Nobody listening: connection refused is retried, then reported.
     let port = qemu_tests::net::free_local_port().unwrap();
-    let e = net(2)
-        .get(&format!("http://127.0.0.1:{port}/x"), &res(""))
-        .unwrap_err();
+    let e =
+        apply::fetch::bytes(&net(2), &format!("http://127.0.0.1:{port}/x"), &res("")).unwrap_err();
     assert!(matches!(e, FetchError::Source { .. }), "{e}");
     assert!(e.to_string().contains("(after 2 tries)"), "{e}");
 }

@@ -12,10 +12,12 @@
 //! built: a config that asks for them is refused, naming the JSON path,
 //! before anything is written.
 
+pub mod contents;
 pub mod disks;
 pub mod fetch;
 pub mod journal;
 pub mod kargs;
+pub mod network;
 pub mod nodes;
 pub mod passwd;
 pub mod storage;
@@ -46,12 +48,10 @@ pub enum ApplyError {
     /// to that disk).
     #[error(transparent)]
     Disk(#[from] disks::DiskError),
-    #[error("{path}: {source}")]
-    Fetch {
-        path: JsonPath,
-        #[source]
-        source: FetchError,
-    },
+    /// The fetch error's message is complete: it is part of this one,
+    /// not a source to print again after it.
+    #[error("{path}: {error}")]
+    Fetch { path: JsonPath, error: FetchError },
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -106,17 +106,24 @@ fn not_built(config: &Config) -> Option<ApplyError> {
 /// refused: a tree has no boot entry and no disks of its own (see
 /// [`apply_node`]).
 pub fn apply(root: &Path, config: &Config, f: &dyn Fetch, sys: &dyn Sys) -> Result<(), ApplyError> {
-    apply_node(
-        root,
-        config,
-        f,
-        sys,
-        Node {
-            boot_entry: Err("a directory tree has no boot entry to edit"),
-            storage: None,
-        },
-    )
-    .map(|_| ())
+    apply_limited(root, config, f, sys, contents::MAX_TOTAL)
+}
+
+/// [`apply`] with the fetched contents adding up to at most `max_fetched`
+/// bytes (and half the free space where they are kept, see
+/// [`contents::Budget`]) instead of [`contents::MAX_TOTAL`].
+pub fn apply_limited(
+    root: &Path,
+    config: &Config,
+    f: &dyn Fetch,
+    sys: &dyn Sys,
+    max_fetched: u64,
+) -> Result<(), ApplyError> {
+    let node = Node {
+        boot_entry: Err("a directory tree has no boot entry to edit"),
+        storage: None,
+    };
+    apply_node_limited(root, config, f, sys, node, max_fetched).map(|_| ())
 }
 
 /// What only a node has.
@@ -142,6 +149,17 @@ pub fn apply_node(
     f: &dyn Fetch,
     sys: &dyn Sys,
     node: Node<'_>,
+) -> Result<bool, ApplyError> {
+    apply_node_limited(root, config, f, sys, node, contents::MAX_TOTAL)
+}
+
+fn apply_node_limited(
+    root: &Path,
+    config: &Config,
+    f: &dyn Fetch,
+    sys: &dyn Sys,
+    node: Node<'_>,
+    max_fetched: u64,
 ) -> Result<bool, ApplyError> {
     if let Some(e) = not_built(config) {
         return Err(e);
@@ -174,7 +192,7 @@ pub fn apply_node(
         _ => None,
     };
     let mut entries = match &config.storage {
-        Some(s) => nodes::prepare(s, f)?,
+        Some(s) => nodes::prepare(s, f, &mut contents::Budget::for_root(root, max_fetched))?,
         None => Vec::new(),
     };
     let (mounted, mount_units) = match disks {

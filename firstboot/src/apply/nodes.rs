@@ -17,7 +17,7 @@
 //! it.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,7 @@ use keel_core::beneath;
 
 use ignition_config::v3_6::{NodeGroup, NodeUser, Storage};
 
+use super::contents::{Budget, Contents};
 use super::fetch::{self, Fetch};
 use super::journal::Journal;
 use super::sys::Sys;
@@ -100,8 +101,8 @@ enum Kind {
     },
     File {
         mode: Option<u32>,
-        contents: Option<Vec<u8>>,
-        append: Vec<Vec<u8>>,
+        contents: Option<Contents>,
+        append: Vec<Contents>,
     },
     Link {
         target: String,
@@ -121,9 +122,10 @@ pub struct Entry {
     kind: Kind,
 }
 
-/// Fetches every resource: nothing is written before this has succeeded
-/// for all entries.
-pub fn prepare(s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, ApplyError> {
+/// Fetches every resource into `budget` (which bounds them; see
+/// [`Budget`]): nothing is written before this has succeeded for all
+/// entries.
+pub fn prepare(s: &Storage, f: &dyn Fetch, budget: &mut Budget) -> Result<Vec<Entry>, ApplyError> {
     let st = JsonPath::root().key("storage");
     let mode = |m: Option<i64>| m.map(|m| (m as u32) & 0o7777);
     let mut out = Vec::new();
@@ -143,19 +145,19 @@ pub fn prepare(s: &Storage, f: &dyn Fetch) -> Result<Vec<Entry>, ApplyError> {
     for (i, file) in s.files.iter().flatten().enumerate() {
         let at = st.key("files").index(i);
         let contents = match &file.contents {
-            Some(c) => fetch::resource(f, c).map_err(|e| ApplyError::Fetch {
+            Some(c) => fetch::contents(f, c, budget).map_err(|error| ApplyError::Fetch {
                 path: at.key("contents"),
-                source: e,
+                error,
             })?,
             None => None,
         };
         let mut append = Vec::new();
         for (j, a) in file.append.iter().flatten().enumerate() {
-            let bytes = fetch::resource(f, a).map_err(|e| ApplyError::Fetch {
+            let bytes = fetch::contents(f, a, budget).map_err(|error| ApplyError::Fetch {
                 path: at.key("append").index(j),
-                source: e,
+                error,
             })?;
-            append.push(bytes.unwrap_or_default());
+            append.push(bytes.unwrap_or_else(|| Contents::from_vec(Vec::new())));
         }
         out.push(Entry {
             path: file.path.clone(),
@@ -278,11 +280,13 @@ fn set_meta(
     Ok(())
 }
 
-fn write_new(path: &Path, data: &[u8], append: &[Vec<u8>]) -> io::Result<()> {
+fn write_new(path: &Path, data: Option<&Contents>, append: &[Contents]) -> io::Result<()> {
     let mut f = beneath::create_new(path, 0o644)?;
-    f.write_all(data)?;
+    if let Some(data) = data {
+        data.write_to(&mut f)?;
+    }
     for a in append {
-        f.write_all(a)?;
+        a.write_to(&mut f)?;
     }
     f.sync_all()
 }
@@ -362,7 +366,7 @@ fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> 
                         .open(&target)
                         .map_err(|err| io("opening", err))?;
                     for a in append {
-                        f.write_all(a).map_err(|err| io("appending to", err))?;
+                        a.write_to(&mut f).map_err(|err| io("appending to", err))?;
                     }
                     f.sync_all().map_err(|err| io("syncing", err))?;
                     // The copy's owner is ours; keep the original's.
@@ -372,8 +376,8 @@ fn apply_entry(root: &Path, e: &Entry, journal: &mut Journal, sys: &dyn Sys) -> 
                         .map_err(|err| io("setting owner of", err))?;
                 }
                 None => {
-                    let data = contents.as_deref().unwrap_or_default();
-                    write_new(&target, data, append).map_err(|err| io("writing", err))?;
+                    write_new(&target, contents.as_ref(), append)
+                        .map_err(|err| io("writing", err))?;
                     journal.created(&target);
                     sys.lchown(&target, 0, 0)
                         .map_err(|err| io("setting owner of", err))?;
