@@ -160,15 +160,14 @@ struct Case {
     plant: fn(&Path, &Path),
 }
 
-/// A relative link from `at` (below the root) that climbs out of the root
-/// into `outside` (a sibling of the root).
-fn climbing(root: &Path, at: &str) -> PathBuf {
+/// A relative link for the place `at` (below the root) that climbs out of
+/// the root into `outside` (a sibling of the root).
+fn climbing(at: &str) -> PathBuf {
     let depth = Path::new(at).components().count();
     let mut p = PathBuf::new();
     for _ in 0..depth {
         p.push("..");
     }
-    let _ = root;
     p.join("outside")
 }
 
@@ -189,7 +188,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "/etc -> ../outside (relative)",
-            plant: |r, _| replace_with_link(&r.join("etc"), &climbing(r, "etc")),
+            plant: |r, _| replace_with_link(&r.join("etc"), &climbing("etc")),
         },
         Case {
             name: "/etc/passwd -> outside/passwd",
@@ -200,7 +199,7 @@ fn cases() -> Vec<Case> {
             plant: |r, _| {
                 replace_with_link(
                     &r.join("etc/shadow"),
-                    &climbing(r, "etc/shadow").join("shadow"),
+                    &climbing("etc/shadow").join("shadow"),
                 )
             },
         },
@@ -228,7 +227,7 @@ fn cases() -> Vec<Case> {
             plant: |r, _| {
                 let at = "home/core/.ssh/authorized_keys.d";
                 fs::create_dir_all(r.join("home/core/.ssh")).unwrap();
-                replace_with_link(&r.join(at), &climbing(r, at))
+                replace_with_link(&r.join(at), &climbing(at))
             },
         },
         Case {
@@ -253,7 +252,7 @@ fn cases() -> Vec<Case> {
             name: "multi-user.target.wants -> ../../../../outside/sub",
             plant: |r, _| {
                 let at = "etc/systemd/system/multi-user.target.wants";
-                replace_with_link(&r.join(at), &climbing(r, at).join("sub"))
+                replace_with_link(&r.join(at), &climbing(at).join("sub"))
             },
         },
         Case {
@@ -284,9 +283,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "/etc/keel -> ../outside/sub",
-            plant: |r, _| {
-                replace_with_link(&r.join("etc/keel"), &climbing(r, "etc/keel").join("sub"))
-            },
+            plant: |r, _| replace_with_link(&r.join("etc/keel"), &climbing("etc/keel").join("sub")),
         },
     ]
 }
