@@ -70,6 +70,18 @@ pub struct BuildOutput {
     pub roothash: [u8; 32],
 }
 
+/// The signal that stopped the build, when one did (`e` from [`build`]).
+pub fn interrupted_by(e: &anyhow::Error) -> Option<crate::cancel::Interrupted> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<crate::cancel::Interrupted>()
+            .copied()
+            .or_else(|| match c.downcast_ref::<tools::ToolError>() {
+                Some(tools::ToolError::Interrupted(i)) => Some(*i),
+                _ => None,
+            })
+    })
+}
+
 fn step(name: &str) -> Instant {
     eprintln!("osbuild: {name}");
     Instant::now()
@@ -658,4 +670,20 @@ fn write_manifest(
     });
     let text = serde_json::to_string_pretty(&doc).context("serializing the manifest")?;
     fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cancel::Interrupted;
+
+    #[test]
+    fn an_interruption_is_found_through_tool_errors_and_context() {
+        let i = Interrupted { signal: 15 };
+        let e = anyhow::Error::from(tools::ToolError::Interrupted(i)).context("making the root");
+        assert_eq!(interrupted_by(&e), Some(i));
+        let e = anyhow::Error::from(i).context("unpacking");
+        assert_eq!(interrupted_by(&e), Some(i));
+        assert_eq!(interrupted_by(&anyhow::anyhow!("mkfs.erofs failed")), None);
+    }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use osbuild::build::{self, BuildOptions, Format};
-use osbuild::cancel::{Cancel, Interrupted};
+use osbuild::cancel::Cancel;
 
 /// Builds Keel images: a dm-verity protected, read-only erofs root composed
 /// from Debian packages, with A/B root slots, systemd-boot and a /var
@@ -147,7 +147,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("osbuild: error: {e:#}");
-            match e.chain().find_map(|c| c.downcast_ref::<Interrupted>()) {
+            match build::interrupted_by(&e) {
                 Some(i) => ExitCode::from(i.exit_code()),
                 None => ExitCode::FAILURE,
             }

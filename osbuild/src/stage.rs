@@ -190,7 +190,7 @@ mod tests {
         write_file(&root, "usr/lib/os-release", b"ID=keel\n", 0o644).unwrap();
         symlink(&root, "etc/os-release", "../usr/lib/os-release").unwrap();
         make_dir(&root, "etc/ssl/certs").unwrap();
-        assert!(remove_file(&root, "usr/lib/keel/victim").unwrap() == false);
+        assert!(!remove_file(&root, "usr/lib/keel/victim").unwrap());
         untouched(&outside);
         // The absolute link to the outside directory names that path in
         // the root; the relative one climbs to the root and stops there.
