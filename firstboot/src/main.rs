@@ -252,6 +252,11 @@ fn done(ok: bool) -> Done {
     }
 }
 
+/// Found by osbuild's `--firstboot-binary` check: this file is keel-firstboot.
+#[used]
+static KEEL_FIRSTBOOT_BINARY: &str =
+    concat!("KEEL-FIRSTBOOT-BINARY v", env!("CARGO_PKG_VERSION"), "\0");
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {

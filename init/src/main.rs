@@ -33,6 +33,10 @@ Run under the name keelctl (/usr/bin/keelctl links here), it is the control
 client of the running init: see `keelctl --help`.
 ";
 
+/// Found by osbuild's `--init-binary` check: this file is keel-init.
+#[used]
+static KEEL_INIT_BINARY: &str = concat!("KEEL-INIT-BINARY v", env!("CARGO_PKG_VERSION"), "\0");
+
 /// The name `keel-init` answers to as the control client.
 const KEELCTL: &str = "keelctl";
 

@@ -1,4 +1,10 @@
 //! The build pipeline: from an image config to disk images.
+//!
+//! Containment and failure hygiene: the build holds the lock of its output
+//! name ([`OutputLock`]) for its whole run, composes in `OUT/.work-NAME`
+//! (removed on every way out, SIGINT and SIGTERM included, see
+//! [`crate::cancel`]), writes every output under a partial name and makes
+//! them final together at the very end, the manifest last ([`Outputs`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -11,9 +17,12 @@ use keel_core::osrelease::OsRelease;
 use keel_core::verity;
 use sha2::Digest;
 
+use crate::cancel::Cancel;
 use crate::config::ImageConfig;
 use crate::disk::{derived_uuid, Layout, PartitionSpec, MIB};
-use crate::{cacerts, esp, initramfs, modules, rootfs, sysusers, tools, trees, unpack};
+use crate::inputs::{self, KEEL_FIRSTBOOT, KEEL_INIT};
+use crate::outputs::{OutputLock, Outputs, RemoveOnDrop};
+use crate::{cacerts, esp, initramfs, modules, rootfs, stage, sysusers, tools, trees, unpack};
 
 /// Output formats `osbuild build` can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -48,6 +57,9 @@ pub struct BuildOptions {
     /// config (validated here first).
     pub ignition: Option<PathBuf>,
     pub keep_work: bool,
+    /// Stops the build, cleaning up, when a signal came
+    /// ([`Cancel::with_signal_handlers`]).
+    pub cancel: Cancel,
 }
 
 /// What a build produced.
@@ -58,20 +70,16 @@ pub struct BuildOutput {
     pub roothash: [u8; 32],
 }
 
-/// Removes a path when dropped, unless disarmed: no half-written output
-/// survives a failed build.
-struct Cleanup(Option<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-        }
-    }
+/// The signal that stopped the build, when one did (`e` from [`build`]).
+pub fn interrupted_by(e: &anyhow::Error) -> Option<crate::cancel::Interrupted> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<crate::cancel::Interrupted>()
+            .copied()
+            .or_else(|| match c.downcast_ref::<tools::ToolError>() {
+                Some(tools::ToolError::Interrupted(i)) => Some(*i),
+                _ => None,
+            })
+    })
 }
 
 fn step(name: &str) -> Instant {
@@ -89,13 +97,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         required_tools.push("qemu-img");
     }
     tools::check_available(&required_tools)?;
-    let init_bytes = read_static_binary(&opts.init_binary, "keel-init", "--init-binary")?;
-    let firstboot_bytes = read_static_binary(
-        &opts.firstboot_binary,
-        "keel-firstboot",
-        "--firstboot-binary",
-    )?;
-    let ignition = opts.ignition.as_deref().map(read_ignition).transpose()?;
+    let init_bytes = inputs::read_static_binary(&opts.init_binary, KEEL_INIT)?;
+    let firstboot_bytes = inputs::read_static_binary(&opts.firstboot_binary, KEEL_FIRSTBOOT)?;
+    let ignition = opts
+        .ignition
+        .as_deref()
+        .map(inputs::read_ignition)
+        .transpose()?;
+    let cancel = &opts.cancel;
 
     fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
@@ -105,14 +114,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
             opts.out_dir.display()
         )
     })?;
-    let work = opts.out_dir.join(format!(".work-{stem}"));
-    if work.exists() {
-        fs::remove_dir_all(&work).with_context(|| format!("removing stale {}", work.display()))?;
-    }
-    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let mut work_guard = Cleanup(Some(work.clone()));
+    // Held until the build returns: no other build of this name touches
+    // the work tree or the outputs meanwhile.
+    let _lock = OutputLock::acquire(&opts.out_dir, &stem, cancel)?;
 
-    // 1. Resolve.
+    // 1. Resolve. Until the work tree exists a signal just ends osbuild.
     let t = step("resolving packages");
     let sources = package_sources(&cfg, opts)?;
     let mode = if opts.offline {
@@ -167,6 +173,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     let root_debs = debs;
     eprintln!("osbuild:   done ({:.1}s)", t.elapsed().as_secs_f64());
 
+    // From here on there is something to clean up: a signal is only
+    // recorded, and the build stops at its next check.
+    cancel.set_immediate(false);
+    let work = opts.out_dir.join(format!(".work-{stem}"));
+    if fs::symlink_metadata(&work).is_ok() {
+        // Left by a build that was killed (this one holds the lock).
+        fs::remove_dir_all(&work).with_context(|| format!("removing stale {}", work.display()))?;
+    }
+    fs::create_dir(&work).with_context(|| format!("creating {}", work.display()))?;
+    let mut work_guard = RemoveOnDrop::new(&work);
+    cancel.check()?;
+
     // 3. Compose.
     let t = step("composing the root filesystem");
     let root = work.join("root");
@@ -176,29 +194,47 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     if !chown {
         eprintln!("osbuild: warning: not running as root: package file owners are not preserved, every file in the image will be owned by root");
     }
-    for (pkg, deb) in root_pkgs.iter().zip(&root_debs) {
-        unpack::unpack(deb, &root, chown)
-            .with_context(|| format!("unpacking {} {}", pkg.name, pkg.version))?;
-    }
     let kdir = work.join("kernel");
-    for (pkg, deb) in kernel_pkgs.iter().zip(&kernel_debs) {
-        unpack::unpack(deb, &kdir, chown)
-            .with_context(|| format!("unpacking {} {}", pkg.name, pkg.version))?;
-    }
     let bdir = work.join("bootloader");
-    for (pkg, deb) in boot_pkgs.iter().zip(&boot_debs) {
-        unpack::unpack(deb, &bdir, chown)
-            .with_context(|| format!("unpacking {} {}", pkg.name, pkg.version))?;
+    for dir in [&root, &kdir, &bdir] {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let (kver, kernel_image) = find_kernel(&kdir)?;
+    for (dir, pkgs, debs) in [
+        (&root, &root_pkgs, &root_debs),
+        (&kdir, &kernel_pkgs, &kernel_debs),
+        (&bdir, &boot_pkgs, &boot_debs),
+    ] {
+        for (pkg, deb) in pkgs.iter().zip(debs) {
+            cancel.check()?;
+            unpack::unpack(deb, dir, chown)
+                .with_context(|| format!("unpacking {} {}", pkg.name, pkg.version))?;
+        }
+    }
+    let kernel_names: Vec<String> = kernel_pkgs
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
+    let (kver, kernel_image) = inputs::find_kernel(&kdir, &cfg.kernel.package, &kernel_names)?;
     let moddir_rel = format!("usr/lib/modules/{kver}");
-    let moddir = root.join(&moddir_rel);
-    if let Some(parent) = moddir.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    fs::rename(kdir.join(&moddir_rel), &moddir)
+    let kernel_moddir = stage::resolve(&kdir, &moddir_rel)
+        .ok()
+        .flatten()
+        .filter(|d| d.is_dir())
+        .with_context(|| {
+            format!(
+                "kernel.package {:?}: {} ship /boot/vmlinuz-{kver} but no /{moddir_rel}",
+                cfg.kernel.package,
+                kernel_names.join(", ")
+            )
+        })?;
+    // Nothing of the root is in the way yet but what packages put there;
+    // resolved inside it like everything else.
+    let moddir = stage::clear_for_new(&root, &moddir_rel)
+        .with_context(|| format!("making room for /{moddir_rel} in the root"))?;
+    fs::rename(&kernel_moddir, &moddir)
         .with_context(|| format!("moving kernel modules of {kver} into the root"))?;
     for tree in &tree_dirs {
+        cancel.check()?;
         let st = trees::copy_tree(tree, &root)
             .with_context(|| format!("copying files.trees of {}", opts.config_path.display()))?;
         eprintln!(
@@ -209,8 +245,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
             st.dirs
         );
     }
+    // depmod and the module scan are not confined to the root: what they
+    // write and read must be real directories there (trees cannot change
+    // that, see rootfs::reserved_paths; packages could).
+    for path in [format!("{moddir_rel}/kernel"), "lib".into()] {
+        if path == "lib" {
+            let target = fs::read_link(root.join("lib")).ok();
+            if target.as_deref() != Some(Path::new("usr/lib")) {
+                bail!("/lib in the root is no longer the merged-/usr link to usr/lib (changed by a package)");
+            }
+        } else {
+            stage::check_no_links(&root, &path)
+                .with_context(|| format!("kernel modules of {kver} in the root"))?;
+        }
+    }
     let mods = modules::ModuleSet::scan(&moddir, &kver)?;
-    tools::depmod(&root, &kver)?;
+    let depmod_dirs: Vec<PathBuf> = tools::DEPMOD_CONFIG_DIRS
+        .iter()
+        .filter_map(|d| stage::resolve(&root, d).ok().flatten())
+        .collect();
+    tools::depmod(&root, &kver, &depmod_dirs, cancel)?;
+    cancel.check()?;
     let os_release = OsRelease {
         image_id: cfg.image.name.clone(),
         version: cfg.image.version.clone(),
@@ -247,6 +302,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     rootfs::clamp_times(&root, epoch)?;
     rootfs::clamp_times(&var_dir, epoch)?;
     eprintln!("osbuild:   done ({:.1}s)", t.elapsed().as_secs_f64());
+    cancel.check()?;
 
     // 4. Root filesystem and 5. integrity.
     let t = step("making the erofs root and its dm-verity tree");
@@ -258,6 +314,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         &derived_uuid(&seed, "root-a-fs"),
         epoch,
         !chown,
+        cancel,
     )?;
     let erofs_size = fs::metadata(&erofs)
         .with_context(|| format!("reading {}", erofs.display()))?
@@ -292,6 +349,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         hex::encode(tree.root_hash),
         t.elapsed().as_secs_f64()
     );
+    cancel.check()?;
 
     // 6. initramfs.
     let t = step("making the initramfs");
@@ -319,8 +377,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         layout::VAR_LABEL,
         &derived_uuid(&seed, "var-fs"),
         epoch,
+        cancel,
     )?;
-    tools::ext4_fix_inodes(&var_img, &var_dir, epoch, !chown)?;
+    tools::ext4_fix_inodes(&var_img, &var_dir, epoch, !chown, cancel)?;
     let verity_part = verity::hash_device_size(root_part);
     let specs = vec![
         PartitionSpec {
@@ -354,12 +413,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
             size: cfg.partitions.var.0,
         },
     ];
-    let disk_layout = Layout::plan(&specs, &seed);
+    let disk_layout = Layout::plan(&specs, &seed)
+        .with_context(|| format!("the partitions of {}", opts.config_path.display()))?;
     let kernel_bytes =
         fs::read(&kernel_image).with_context(|| format!("reading {}", kernel_image.display()))?;
-    let sdboot_path = bdir.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
-    let sdboot = fs::read(&sdboot_path)
-        .with_context(|| format!("reading {} from systemd-boot-efi", sdboot_path.display()))?;
+    let sdboot_path = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+    let sdboot = stage::read(&bdir, sdboot_path)
+        .with_context(|| format!("reading /{sdboot_path} of systemd-boot-efi"))?
+        .with_context(|| format!("systemd-boot-efi ships no /{sdboot_path}"))?;
     let fat = esp::build(
         sdboot,
         esp::Release {
@@ -380,10 +441,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         epoch,
     )
     .context("building the ESP")?;
+    cancel.check()?;
 
-    let raw_final = opts.out_dir.join(format!("{stem}.raw"));
-    let raw_tmp = opts.out_dir.join(format!(".{stem}.raw.partial"));
-    let mut raw_guard = Cleanup(Some(raw_tmp.clone()));
+    // The outputs, under partial names until all are written. The raw
+    // disk is assembled in the work tree when it is only qcow2's input.
+    let mut outputs = Outputs::new(&opts.out_dir);
+    let raw_tmp = if opts.formats.contains(&Format::Raw) {
+        outputs.add(&format!("{stem}.raw"))?
+    } else {
+        work.join("disk.raw")
+    };
     {
         let mut disk = OpenOptions::new()
             .read(true)
@@ -414,30 +481,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
     eprintln!("osbuild:   done ({:.1}s)", t.elapsed().as_secs_f64());
 
     // 8. Formats.
-    let mut images = Vec::new();
     if opts.formats.contains(&Format::Qcow2) {
+        cancel.check()?;
         let t = step("converting to qcow2");
-        let q_final = opts.out_dir.join(format!("{stem}.qcow2"));
-        let q_tmp = opts.out_dir.join(format!(".{stem}.qcow2.partial"));
-        let q_guard = Cleanup(Some(q_tmp.clone()));
-        tools::qemu_img_convert(&raw_tmp, &q_tmp)?;
-        fs::rename(&q_tmp, &q_final)
-            .with_context(|| format!("renaming to {}", q_final.display()))?;
-        std::mem::forget(q_guard);
-        images.push(q_final);
+        let q_tmp = outputs.add(&format!("{stem}.qcow2"))?;
+        tools::qemu_img_convert(&raw_tmp, &q_tmp, cancel)?;
         eprintln!("osbuild:   done ({:.1}s)", t.elapsed().as_secs_f64());
     }
-    if opts.formats.contains(&Format::Raw) {
-        fs::rename(&raw_tmp, &raw_final)
-            .with_context(|| format!("renaming to {}", raw_final.display()))?;
-        raw_guard.0 = None;
-        images.insert(0, raw_final);
-    }
-    drop(raw_guard);
-
-    let manifest = opts.out_dir.join(format!("{stem}.manifest.json"));
+    let manifest_tmp = outputs.add(&format!("{stem}.manifest.json"))?;
     write_manifest(
-        &manifest,
+        &manifest_tmp,
         &cfg,
         &kver,
         &tree.root_hash,
@@ -447,8 +500,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput> {
         &boot_pkgs,
         &initrd_mods,
     )?;
+    // The last check: after it the build completes whatever comes.
+    cancel.check()?;
+    let mut finals = outputs.commit()?;
+    let manifest = finals
+        .pop()
+        .context("the manifest is missing from the outputs")?;
+    let images = finals;
     if opts.keep_work {
-        work_guard.0 = None;
+        work_guard.disarm();
         eprintln!("osbuild: work tree kept at {}", work.display());
     }
     drop(work_guard);
@@ -525,75 +585,6 @@ fn source_date_epoch(cfg: &ImageConfig, repo: &debrepo::Repository) -> Result<u6
         .context(
             "no SOURCE_DATE_EPOCH, no image.source-date-epoch and no Release date to fall back on",
         )
-}
-
-/// The versioned kernel image: `boot/vmlinuz-<kver>` in the unpacked
-/// kernel package.
-fn find_kernel(kdir: &Path) -> Result<(String, PathBuf)> {
-    let boot = kdir.join("boot");
-    let mut found = Vec::new();
-    for e in fs::read_dir(&boot)
-        .with_context(|| format!("the kernel package has no /boot ({})", boot.display()))?
-    {
-        let e = e.with_context(|| format!("reading {}", boot.display()))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(kver) = name.strip_prefix("vmlinuz-") {
-            found.push((kver.to_string(), e.path()));
-        }
-    }
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => bail!("the kernel package ships no /boot/vmlinuz-*"),
-        _ => bail!(
-            "the kernel packages ship several kernels ({}); name one versioned package in kernel.package",
-            found.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    }
-}
-
-/// Checks an Ignition config as a node's first boot would (warnings
-/// printed, errors fail the build) and returns its bytes.
-fn read_ignition(path: &Path) -> Result<Vec<u8>> {
-    let bytes =
-        fs::read(path).with_context(|| format!("reading Ignition config {}", path.display()))?;
-    let parsed = keel_firstboot::config::parse(&bytes)
-        .with_context(|| format!("Ignition config {}", path.display()))?;
-    let report = keel_firstboot::validate::validate(&parsed);
-    for line in report.to_string().lines() {
-        eprintln!("osbuild:   {}: {line}", path.display());
-    }
-    if report.is_fatal() {
-        bail!(
-            "Ignition config {} is invalid (see above; `keel-firstboot validate` checks it too)",
-            path.display()
-        );
-    }
-    Ok(bytes)
-}
-
-/// Reads one of Keel's own binaries once and refuses a dynamically linked
-/// one.
-fn read_static_binary(path: &Path, name: &str, flag: &str) -> Result<Vec<u8>> {
-    let data = fs::read(path).with_context(|| {
-        format!(
-            "reading {name} binary {} (build it with `make init` or pass {flag})",
-            path.display()
-        )
-    })?;
-    use object::Object;
-    let obj = object::File::parse(&*data)
-        .with_context(|| format!("{} is not an ELF executable", path.display()))?;
-    let dynamic = obj.sections().any(|s| {
-        use object::ObjectSection;
-        s.name() == Ok(".interp")
-    });
-    if dynamic {
-        bail!(
-            "{} is dynamically linked; {name} must be static (RUSTFLAGS='-C target-feature=+crt-static'): keel-init runs before any library exists, and neither may depend on the image's libraries",
-            path.display()
-        );
-    }
-    Ok(data)
 }
 
 fn copy_into(src: &Path, disk: &mut File, part: &crate::disk::Placed) -> Result<()> {
@@ -679,4 +670,20 @@ fn write_manifest(
     });
     let text = serde_json::to_string_pretty(&doc).context("serializing the manifest")?;
     fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cancel::Interrupted;
+
+    #[test]
+    fn an_interruption_is_found_through_tool_errors_and_context() {
+        let i = Interrupted { signal: 15 };
+        let e = anyhow::Error::from(tools::ToolError::Interrupted(i)).context("making the root");
+        assert_eq!(interrupted_by(&e), Some(i));
+        let e = anyhow::Error::from(i).context("unpacking");
+        assert_eq!(interrupted_by(&e), Some(i));
+        assert_eq!(interrupted_by(&anyhow::anyhow!("mkfs.erofs failed")), None);
+    }
 }

@@ -11,6 +11,9 @@
 //! update-ca-certificates also makes in /etc/ssl/certs are not made: they
 //! serve OpenSSL's CApath lookups, and the bundle serves everything that
 //! uses a CA file.
+//!
+//! Everything is read and written inside the root ([`crate::stage`]): a
+//! symlink in the root is followed as the image would follow it.
 
 use std::fs;
 use std::io;
@@ -70,24 +73,20 @@ pub struct Bundle {
 
 /// Writes the CA bundle (and, when missing, ca-certificates.conf) in `root`.
 pub fn update(root: &Path) -> Result<Bundle, CaError> {
-    let certs_dir = root.join(CERTS_DIR);
-    let conf_path = root.join(CERTS_CONF);
-    let conf = match fs::read_to_string(&conf_path) {
-        Ok(text) if !text.trim().is_empty() => Some(text),
-        Ok(_) => None,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_err("reading", &conf_path)(e)),
-    };
+    let conf_path = Path::new("/").join(CERTS_CONF);
+    let conf = crate::stage::read_to_string(root, CERTS_CONF)
+        .map_err(io_err("reading", &conf_path))?
+        .filter(|text| !text.trim().is_empty());
     let wrote_conf = conf.is_none();
     let conf = match conf {
         Some(text) => text,
         None => {
             let mut text = CONF_HEADER.to_string();
-            for name in find_crts(&certs_dir)? {
+            for name in find_crts(root, CERTS_DIR)? {
                 text.push_str(&name);
                 text.push('\n');
             }
-            write_file(&conf_path, text.as_bytes())?;
+            write_file(root, CERTS_CONF, text.as_bytes())?;
             text
         }
     };
@@ -99,34 +98,32 @@ pub fn update(root: &Path) -> Result<Bundle, CaError> {
             continue;
         }
         let name = line.trim_end();
-        let path = certs_dir.join(name);
+        let path = Path::new("/").join(CERTS_DIR).join(name);
         if !Path::new(name).is_relative() || name.split('/').any(|c| c == "..") {
             return Err(CaError::Bad {
                 path: conf_path.clone(),
                 reason: format!("line {}: {name:?} is not a path below /{CERTS_DIR}", i + 1),
             });
         }
-        let pem = match fs::read(&path) {
-            Ok(p) => p,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CaError::Missing {
-                    conf: PathBuf::from("/").join(CERTS_CONF),
-                    line: i + 1,
-                    name: name.to_string(),
-                })
-            }
-            Err(e) => return Err(io_err("reading", &path)(e)),
+        let Some(pem) = crate::stage::read(root, &path).map_err(io_err("reading", &path))? else {
+            return Err(CaError::Missing {
+                conf: PathBuf::from("/").join(CERTS_CONF),
+                line: i + 1,
+                name: name.to_string(),
+            });
         };
         append(&mut bundle, &pem);
         certificates.push(name.to_string());
     }
-    for name in find_crts(&root.join(LOCAL_CERTS_DIR))? {
-        let path = root.join(LOCAL_CERTS_DIR).join(&name);
-        let pem = fs::read(&path).map_err(io_err("reading", &path))?;
+    for name in find_crts(root, LOCAL_CERTS_DIR)? {
+        let path = Path::new("/").join(LOCAL_CERTS_DIR).join(&name);
+        let pem = crate::stage::read(root, &path)
+            .map_err(io_err("reading", &path))?
+            .unwrap_or_default();
         append(&mut bundle, &pem);
         certificates.push(name);
     }
-    write_file(&root.join(BUNDLE), &bundle)?;
+    write_file(root, BUNDLE, &bundle)?;
     Ok(Bundle {
         certificates,
         wrote_conf,
@@ -142,10 +139,14 @@ fn append(bundle: &mut Vec<u8>, pem: &[u8]) {
     }
 }
 
-/// Every `*.crt` regular file below `dir` (following no symlinks out of
-/// the root: symlinked certificates are skipped), as paths relative to
-/// `dir`, sorted by bytes. A missing directory has none.
-fn find_crts(dir: &Path) -> Result<Vec<String>, CaError> {
+/// Every `*.crt` regular file below `dir` of the root (symlinked
+/// certificates and directories below it are skipped), as paths relative
+/// to `dir`, sorted by bytes. A missing directory has none.
+fn find_crts(root: &Path, dir: &str) -> Result<Vec<String>, CaError> {
+    let shown = Path::new("/").join(dir);
+    let Some(dir) = crate::stage::resolve(root, dir).map_err(io_err("reading", &shown))? else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -176,17 +177,10 @@ fn find_crts(dir: &Path) -> Result<Vec<String>, CaError> {
     Ok(out)
 }
 
-fn write_file(path: &Path, data: &[u8]) -> Result<(), CaError> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-    }
-    if fs::symlink_metadata(path).is_ok() {
-        fs::remove_file(path).map_err(io_err("replacing", path))?;
-    }
-    fs::write(path, data).map_err(io_err("writing", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
-        .map_err(io_err("setting mode of", path))
+fn write_file(root: &Path, path: &str, data: &[u8]) -> Result<(), CaError> {
+    crate::stage::write_file(root, path, data, 0o644)
+        .map(drop)
+        .map_err(io_err("writing", &Path::new("/").join(path)))
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CaError {

@@ -23,6 +23,37 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Where the TOML parser stopped: syntax errors, and values of the
+    /// wrong type or form.
+    #[error("image config {}:{line}:{column}: {}{message} (line {line}: `{text}`)", path.display(), key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        /// The key path, when the parser got as far as a key.
+        key: Option<String>,
+        message: String,
+        /// The offending line, trimmed.
+        text: String,
+    },
+}
+
+/// The largest partition an image config may ask for: images are
+/// starting points (`var` grows to fill the disk on first boot), and
+/// sums of sizes stay far from overflowing.
+pub const MAX_PARTITION: u64 = 1 << 40;
+
+/// 1-based line and column (in characters) of byte `offset` in `text`,
+/// and that line.
+fn locate(text: &str, offset: usize) -> (usize, usize, &str) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    let rest = &text[line_start..];
+    let line_text = rest.split('\n').next().unwrap_or("").trim_end_matches('\r');
+    (line, column, line_text)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,16 +204,28 @@ impl fmt::Display for Size {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like \"512MiB\" or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Size, E> {
+                Ok(Size(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Size, E> {
+                u64::try_from(n).map(Size).map_err(|_| {
+                    E::custom(format!(
+                        "{n} is negative; expected {}",
+                        "a size like \"512MiB\" or a number of bytes"
+                    ))
+                })
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
+                Size::parse(s).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Size(n)),
-            Raw::Text(s) => Size::parse(&s).map_err(de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 
@@ -196,20 +239,35 @@ impl ImageConfig {
     }
 
     /// The directories of `files.trees`, resolved against the directory of
-    /// the config file at `config_path`. A missing tree, or one that is not
-    /// a directory, is an error naming the file and the key.
+    /// the config file at `config_path`, with every symlink and `..`
+    /// resolved. A missing tree, one that is not a directory, or one that
+    /// resolves outside the config file's directory (`../x`, or a symlink
+    /// pointing elsewhere) is an error naming the file and the key.
     pub fn tree_dirs(&self, config_path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-        let base = config_path.parent().unwrap_or(Path::new("."));
+        let parent = match config_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = std::fs::canonicalize(parent).map_err(|source| ConfigError::Read {
+            path: parent.to_path_buf(),
+            source,
+        })?;
         self.files
             .trees
             .iter()
             .enumerate()
             .map(|(i, tree)| {
-                let dir = base.join(tree);
-                match std::fs::metadata(&dir) {
-                    Ok(m) if m.is_dir() => Ok(dir),
-                    Ok(_) => Err(format!("{} is not a directory", dir.display())),
-                    Err(e) => Err(format!("directory {}: {e}", dir.display())),
+                let named = parent.join(tree);
+                match std::fs::canonicalize(&named) {
+                    Ok(dir) if !dir.starts_with(&base) => Err(format!(
+                        "{} resolves to {}, outside {} (the config's directory): trees must be inside it",
+                        named.display(),
+                        dir.display(),
+                        base.display()
+                    )),
+                    Ok(dir) if dir.is_dir() => Ok(dir),
+                    Ok(_) => Err(format!("{} is not a directory", named.display())),
+                    Err(e) => Err(format!("directory {}: {e}", named.display())),
                 }
                 .map_err(|message| ConfigError::Invalid {
                     path: config_path.to_path_buf(),
@@ -226,14 +284,35 @@ impl ImageConfig {
         let cfg: ImageConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key: if key == "." {
-                    "(top level)".into()
-                } else {
-                    key
+            // toml puts what it expected on lines of their own.
+            let message = inner
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            match inner.span() {
+                Some(span) => {
+                    let (line, column, text) = locate(text, span.start);
+                    ConfigError::At {
+                        path: path.to_path_buf(),
+                        line,
+                        column,
+                        key: (key != ".").then_some(key),
+                        message,
+                        text: text.trim().to_string(),
+                    }
+                }
+                None => ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: if key == "." {
+                        "(top level)".into()
+                    } else {
+                        key
+                    },
+                    message,
                 },
-                message: inner.message().trim().to_string(),
             }
         })?;
         cfg.validate(path)?;
@@ -280,13 +359,14 @@ impl ImageConfig {
             ("partitions.root", self.partitions.root, 64 << 20),
             ("partitions.var", self.partitions.var, 64 << 20),
         ] {
-            if size.0 < min || size.0 % (1 << 20) != 0 {
+            if size.0 < min || size.0 > MAX_PARTITION || size.0 % (1 << 20) != 0 {
                 return Err(bad(
                     key,
                     format!(
-                        "{} bytes: must be a whole number of MiB and at least {} MiB",
+                        "{} bytes: must be a whole number of MiB, at least {} MiB and at most {} GiB",
                         size.0,
-                        min >> 20
+                        min >> 20,
+                        MAX_PARTITION >> 30
                     ),
                 ));
             }
@@ -424,7 +504,7 @@ root = "512MiB"
         let c = ImageConfig::parse(&text, &cfg_path).unwrap();
         assert_eq!(
             c.tree_dirs(&cfg_path).unwrap(),
-            [tmp.path().join("img.tree")]
+            [tmp.path().join("img.tree").canonicalize().unwrap()]
         );
 
         let text = format!("{GOOD}\n[files]\ntrees = [\"img.tree\", \"gone.tree\"]\n");
@@ -455,6 +535,100 @@ root = "512MiB"
         // Without [files], no trees.
         let c = ImageConfig::parse(GOOD, &cfg_path).unwrap();
         assert!(c.tree_dirs(&cfg_path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn syntax_and_type_errors_give_line_column_and_text() {
+        let text = GOOD.replace(
+            "include = [\"busybox-static\"]",
+            "include = [\"busybox-static\"",
+        );
+        let e = ImageConfig::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        // Where the parser noticed: the next table, at line 10.
+        assert_eq!(
+            e,
+            "image config c.toml:10:1: invalid array: expected `]` (line 10: `[kernel]`)"
+        );
+
+        let text = GOOD.replace("root = \"512MiB\"", "root = true");
+        let e = ImageConfig::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("image config c.toml:15:8: key `partitions.root`: "),
+            "{e}"
+        );
+        assert!(
+            e.contains("expected a size like \"512MiB\" or a number of bytes"),
+            "{e}"
+        );
+        assert!(!e.contains("untagged") && !e.contains("Raw"), "{e}");
+        assert!(e.contains("`root = true`"), "{e}");
+        let text = GOOD.replace("root = \"512MiB\"", "root = -5");
+        let e = ImageConfig::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("-5 is negative"), "{e}");
+        // Numbers still work.
+        let text = GOOD.replace("root = \"512MiB\"", "root = 536870912");
+        let c = ImageConfig::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.partitions.root, Size(512 << 20));
+    }
+
+    #[test]
+    fn huge_partitions_are_refused() {
+        for size in ["\"2TiB\"", "\"16777215T\"", "18446744073709551615"] {
+            let text = GOOD.replace("\"512MiB\"", size);
+            let e = ImageConfig::parse(&text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                (e.contains("partitions.root") && e.contains("at most 1024 GiB"))
+                    || (e.contains("c.toml:15:8:") && e.contains("too large")),
+                "{size}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn trees_outside_the_config_directory_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg_dir = tmp.path().join("configs");
+        std::fs::create_dir_all(cfg_dir.join("inside.tree")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), cfg_dir.join("link.tree"))
+            .unwrap();
+        std::os::unix::fs::symlink("inside.tree", cfg_dir.join("alias.tree")).unwrap();
+        let cfg_path = cfg_dir.join("img.toml");
+        for (tree, ok) in [
+            ("../elsewhere", false),
+            ("inside.tree/../../elsewhere", false),
+            ("link.tree", false),
+            ("alias.tree", true),
+            ("inside.tree/../inside.tree", true),
+        ] {
+            let text = format!("{GOOD}\n[files]\ntrees = [\"{tree}\"]\n");
+            let c = ImageConfig::parse(&text, &cfg_path).unwrap();
+            match c.tree_dirs(&cfg_path) {
+                Ok(dirs) => {
+                    assert!(ok, "{tree} accepted");
+                    assert_eq!(dirs, [cfg_dir.join("inside.tree").canonicalize().unwrap()]);
+                }
+                Err(e) => {
+                    assert!(!ok, "{tree}: {e}");
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("img.toml")
+                            && e.contains("files.trees[0]")
+                            && e.contains(tree)
+                            && e.contains("outside"),
+                        "{e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -20,7 +20,12 @@ pub enum DiskError {
     Gpt(String),
     #[error("writing the protective MBR: {0}")]
     Mbr(String),
+    #[error("the partitions add up to more than {} TiB (at partition {label})", MAX_DISK >> 40)]
+    TooLarge { label: &'static str },
 }
+
+/// The largest disk image [`Layout::plan`] makes.
+pub const MAX_DISK: u64 = 64 << 40;
 
 #[derive(Debug, Clone)]
 pub struct PartitionSpec {
@@ -61,12 +66,18 @@ pub fn derived_uuid(seed: &str, what: &str) -> uuid::Uuid {
 
 impl Layout {
     /// Places the partitions one after another from 1 MiB on, each start
-    /// aligned to 1 MiB; the last MiB holds the backup GPT.
-    pub fn plan(specs: &[PartitionSpec], seed: &str) -> Layout {
+    /// aligned to 1 MiB; the last MiB holds the backup GPT. A disk larger
+    /// than [`MAX_DISK`] is an error (the sums never overflow).
+    pub fn plan(specs: &[PartitionSpec], seed: &str) -> Result<Layout, DiskError> {
         let mut offset = MIB;
         let mut partitions = Vec::new();
         for s in specs {
-            let size = s.size.div_ceil(MIB) * MIB;
+            let too_large = || DiskError::TooLarge { label: s.label };
+            let size = s
+                .size
+                .div_ceil(MIB)
+                .checked_mul(MIB)
+                .ok_or_else(too_large)?;
             partitions.push(Placed {
                 label: s.label,
                 type_guid: s.type_guid,
@@ -74,13 +85,16 @@ impl Layout {
                 offset,
                 size,
             });
-            offset += size;
+            offset = offset
+                .checked_add(size)
+                .filter(|end| end.saturating_add(MIB) <= MAX_DISK)
+                .ok_or_else(too_large)?;
         }
-        Layout {
+        Ok(Layout {
             disk_guid: derived_uuid(seed, "disk"),
             disk_size: offset + MIB,
             partitions,
-        }
+        })
     }
 
     pub fn get(&self, label: &str) -> Option<&Placed> {
@@ -153,10 +167,13 @@ mod tests {
 
     #[test]
     fn plan_is_aligned_and_deterministic() {
-        let a = Layout::plan(&specs(), "img-1.0");
-        let b = Layout::plan(&specs(), "img-1.0");
+        let a = Layout::plan(&specs(), "img-1.0").unwrap();
+        let b = Layout::plan(&specs(), "img-1.0").unwrap();
         assert_eq!(a.disk_guid, b.disk_guid);
-        assert_ne!(a.disk_guid, Layout::plan(&specs(), "img-1.1").disk_guid);
+        assert_ne!(
+            a.disk_guid,
+            Layout::plan(&specs(), "img-1.1").unwrap().disk_guid
+        );
         for p in &a.partitions {
             assert_eq!(p.offset % MIB, 0);
             assert_eq!(p.size % MIB, 0);
@@ -165,11 +182,26 @@ mod tests {
         assert_eq!(a.disk_size, (1 + 64 + 101 + 32 + 1) * MIB);
     }
 
+    #[test]
+    fn sizes_that_would_overflow_are_errors() {
+        for big in [u64::MAX, u64::MAX / 2, MAX_DISK] {
+            let mut s = specs();
+            s[1].size = big;
+            let e = Layout::plan(&s, "img").unwrap_err().to_string();
+            assert!(e.contains("root-a") && e.contains("64 TiB"), "{e}");
+        }
+        let mut s = specs();
+        s[2].size = MAX_DISK - 64 * MIB - 101 * MIB - 2 * MIB;
+        assert_eq!(Layout::plan(&s, "img").unwrap().disk_size, MAX_DISK);
+        s[2].size += 1;
+        assert!(Layout::plan(&s, "img").is_err());
+    }
+
     /// sgdisk, an independent implementation, finds nothing wrong and reads
     /// back our labels, types and GUIDs.
     #[test]
     fn sgdisk_accepts_it() {
-        let l = Layout::plan(&specs(), "img");
+        let l = Layout::plan(&specs(), "img").unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("disk.raw");
         let mut f = std::fs::OpenOptions::new()

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use osbuild::build::{self, BuildOptions, Format};
+use osbuild::cancel::Cancel;
 
 /// Builds Keel images: a dm-verity protected, read-only erofs root composed
 /// from Debian packages, with A/B root slots, systemd-boot and a /var
@@ -21,8 +22,12 @@ enum Command {
     /// Build the image described by CONFIG (see docs/image-config.md).
     ///
     /// Writes OUT/<name>-<version>.<format> and
-    /// OUT/<name>-<version>.manifest.json. Nothing is left under a final name
-    /// when the build fails.
+    /// OUT/<name>-<version>.manifest.json, all made final together at the
+    /// end. When the build fails, or SIGINT or SIGTERM stops it, the work
+    /// tree and partial files are removed and no new file is left under a
+    /// final name (a previous build's outputs stay as they were). A second
+    /// build of the same name into the same OUT fails at once with "another
+    /// build of NAME is running in OUT".
     Build {
         /// The image config (e.g. image-configs/minimal.toml).
         config: PathBuf,
@@ -94,6 +99,13 @@ fn default_binary(env: &str, name: &str) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cancel = match Cancel::with_signal_handlers() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("osbuild: error: installing the SIGINT and SIGTERM handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Build {
             config,
@@ -126,6 +138,7 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|| default_binary("KEEL_FIRSTBOOT_BINARY", "keel-firstboot")),
                 ignition,
                 keep_work,
+                cancel,
             })
             .map(|_| ())
         }
@@ -134,7 +147,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("osbuild: error: {e:#}");
-            ExitCode::FAILURE
+            match build::interrupted_by(&e) {
+                Some(i) => ExitCode::from(i.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

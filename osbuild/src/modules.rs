@@ -79,6 +79,14 @@ impl ModuleSet {
                 let Some(stem) = module_stem(&fname) else {
                     continue;
                 };
+                if !ft.is_file() {
+                    // Read as it is, a link could bring a file of the build
+                    // host into the initramfs.
+                    return Err(ModulesError::Bad {
+                        path,
+                        reason: "not a regular file (a kernel module may not be a symlink)".into(),
+                    });
+                }
                 if !fname.ends_with(".ko") {
                     return Err(ModulesError::Bad {
                         path,
@@ -275,6 +283,16 @@ mod tests {
         let e = s.closure(&["a".into()]).unwrap_err().to_string();
         assert!(e.contains("\"b\"") && e.contains("needed by a"), "{e}");
         assert!(s.closure(&["zz".into()]).is_err());
+    }
+
+    #[test]
+    fn a_symlinked_module_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("6.1");
+        std::fs::create_dir_all(dir.join("kernel/fs")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("kernel/fs/x.ko")).unwrap();
+        let e = ModuleSet::scan(&dir, "6.1").unwrap_err().to_string();
+        assert!(e.contains("x.ko") && e.contains("symlink"), "{e}");
     }
 
     #[test]

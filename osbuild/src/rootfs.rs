@@ -1,25 +1,44 @@
 //! Finishing the staged root: what maintainer scripts would have done that
 //! the image needs, done declaratively, plus Keel's own files.
+//!
+//! Every write goes through [`crate::stage`], so a symlink a package or an
+//! image tree left in the root is followed inside the root or replaced,
+//! never out of it; [`reserved_paths`] are the paths an image tree may not
+//! turn into symlinks at all.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use keel_core::beneath;
+use keel_core::layout::{FIRSTBOOT_PATH, INIT_PATH};
 use keel_core::osrelease::OsRelease;
 
+use crate::stage;
+
 #[derive(Debug, thiserror::Error)]
-#[error("{what} {path}")]
-pub struct RootfsError {
-    what: &'static str,
-    path: PathBuf,
-    #[source]
-    source: io::Error,
+pub enum RootfsError {
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("/{path} must be a directory, but the image has {found} there (from a package or an image tree)")]
+    NotADir { path: String, found: &'static str },
 }
 
 fn err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError {
     let path = path.to_path_buf();
-    move |source| RootfsError { what, path, source }
+    move |source| RootfsError::Io { what, path, source }
+}
+
+/// As [`err`], for a path inside the root (shown as the image sees it).
+fn err_in(what: &'static str, path: &str) -> impl FnOnce(io::Error) -> RootfsError {
+    let path = Path::new("/").join(path);
+    move |source| RootfsError::Io { what, path, source }
 }
 
 /// Directories that must exist on the read-only root as mount points.
@@ -42,6 +61,52 @@ const USR_LINKS: &[(&str, &str)] = &[
     ("lib64", "usr/lib64"),
 ];
 
+/// Keel's own nodes outside the merged-/usr links and the homes.
+const OS_RELEASE: &str = "usr/lib/os-release";
+const ETC_OS_RELEASE: &str = "etc/os-release";
+const SBIN_INIT: &str = "usr/sbin/init";
+const KEELCTL: &str = "usr/bin/keelctl";
+const ACCOUNT_FILES: &[&str] = &["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"];
+
+/// The paths osbuild writes, or needs as directories, after the image
+/// trees are copied (relative to the root). An image tree that puts a
+/// symlink at one of them, or at a directory above one, is refused
+/// ([`crate::trees`]): osbuild would replace its link, or its own files
+/// would land where the link points instead of where the image needs them.
+pub fn reserved_paths() -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let mut add = |p: &str| v.push(p.trim_start_matches('/').to_string());
+    for d in [
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/lib64",
+        "usr/lib/modules",
+    ] {
+        add(d);
+    }
+    MOUNT_POINTS.iter().for_each(|m| add(m));
+    USR_LINKS.iter().for_each(|(l, _)| add(l));
+    for (link, target, _) in HOME_LINKS {
+        add(link);
+        add(target);
+    }
+    for p in [
+        INIT_PATH,
+        FIRSTBOOT_PATH,
+        OS_RELEASE,
+        ETC_OS_RELEASE,
+        SBIN_INIT,
+    ] {
+        add(p);
+    }
+    add(KEELCTL);
+    add(HOMES_TMPFILES);
+    ACCOUNT_FILES.iter().for_each(|f| add(f));
+    add(crate::cacerts::BUNDLE);
+    v
+}
+
 /// Creates the merged-/usr links before any package is unpacked.
 pub fn prepare(root: &Path) -> Result<(), RootfsError> {
     for dir in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64"] {
@@ -63,51 +128,71 @@ pub struct Finish<'a> {
     pub firstboot_binary: &'a [u8],
 }
 
+/// `path` (a top-level name) as a real directory, created when missing.
+fn real_dir(root: &Path, path: &str) -> Result<PathBuf, RootfsError> {
+    let p = root.join(path);
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(p),
+        Ok(m) => Err(RootfsError::NotADir {
+            path: path.to_string(),
+            found: if m.file_type().is_symlink() {
+                "a symlink"
+            } else {
+                "a file"
+            },
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir(&p).map_err(err("creating", &p))?;
+            Ok(p)
+        }
+        Err(e) => Err(err("reading", &p)(e)),
+    }
+}
+
 /// Completes the root and moves its /var content to `var_dir`, which
 /// becomes the initial content of the `var` partition.
 pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsError> {
     for m in MOUNT_POINTS {
-        let p = root.join(m);
-        fs::create_dir_all(&p).map_err(err("creating", &p))?;
+        real_dir(root, m)?;
     }
     let tmp = root.join("tmp");
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
-        .map_err(err("setting mode of", &tmp))?;
+    beneath::set_mode(&tmp, 0o1777).map_err(err("setting mode of", &tmp))?;
     homes(root)?;
 
     // os-release identifies Keel and the image version.
-    let usr_os = root.join("usr/lib/os-release");
-    write(&usr_os, f.os_release.render().as_bytes(), 0o644)?;
-    replace_with_symlink(&root.join("etc/os-release"), "../usr/lib/os-release")?;
+    write(root, OS_RELEASE, f.os_release.render().as_bytes(), 0o644)?;
+    link(root, ETC_OS_RELEASE, "../usr/lib/os-release")?;
 
     // Keel's init, as stage 2 and as the conventional /sbin/init; keelctl
     // is the same binary under another name.
-    let init = root.join(keel_core::layout::INIT_PATH.trim_start_matches('/'));
-    write(&init, f.init_binary, 0o755)?;
-    replace_with_symlink(&root.join("usr/sbin/init"), keel_core::layout::INIT_PATH)?;
-    replace_with_symlink(&root.join("usr/bin/keelctl"), keel_core::layout::INIT_PATH)?;
-    let firstboot = root.join(keel_core::layout::FIRSTBOOT_PATH.trim_start_matches('/'));
-    write(&firstboot, f.firstboot_binary, 0o755)?;
+    write(root, INIT_PATH, f.init_binary, 0o755)?;
+    link(root, SBIN_INIT, INIT_PATH)?;
+    link(root, KEELCTL, INIT_PATH)?;
+    write(root, FIRSTBOOT_PATH, f.firstboot_binary, 0o755)?;
 
     accounts(root)?;
 
     // busybox-static ships only /bin/busybox; its shell is the debug shell.
-    let sh = root.join("usr/bin/sh");
-    if root.join("usr/bin/busybox").exists() && fs::symlink_metadata(&sh).is_err() {
-        symlink("busybox", &sh).map_err(err("creating symlink", &sh))?;
+    let has_busybox = stage::resolve(root, "usr/bin/busybox")
+        .map_err(err_in("reading", "usr/bin/busybox"))?
+        .is_some();
+    let sh_exists = beneath::resolve_parent(root, Path::new("usr/bin/sh"))
+        .map_err(err_in("reading", "usr/bin/sh"))?
+        .is_some_and(|(d, n)| fs::symlink_metadata(d.join(n)).is_ok());
+    if has_busybox && !sh_exists {
+        link(root, "usr/bin/sh", "busybox")?;
     }
 
     // Never bake per-machine identity into an image.
     for secret in ["etc/machine-id", "var/lib/dbus/machine-id"] {
-        let p = root.join(secret);
-        if fs::symlink_metadata(&p).is_ok() {
-            fs::remove_file(&p).map_err(err("removing", &p))?;
-        }
+        stage::remove_file(root, secret).map_err(err_in("removing", secret))?;
     }
-    remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
+    if let Some(ssh) = stage::resolve(root, "etc/ssh").map_err(err_in("reading", "etc/ssh"))? {
+        remove_matching(&ssh, |n| n.starts_with("ssh_host_"))?;
+    }
 
     // /var lives on its own partition.
-    let var = root.join("var");
+    let var = real_dir(root, "var")?;
     fs::create_dir_all(var_dir).map_err(err("creating", var_dir))?;
     for entry in fs::read_dir(&var).map_err(err("reading", &var))? {
         let entry = entry.map_err(err("reading", &var))?;
@@ -123,11 +208,18 @@ pub fn finish(root: &Path, var_dir: &Path, f: &Finish<'_>) -> Result<(), RootfsE
 fn homes(root: &Path) -> Result<(), RootfsError> {
     let mut tmpfiles =
         String::from("# Home directories live on /var; /home and /root link there.\n");
+    let var = real_dir(root, "var")?;
     for (link, target, mode) in HOME_LINKS {
-        let (l, t) = (root.join(link), root.join(target));
-        fs::create_dir_all(&t).map_err(err("creating", &t))?;
-        fs::set_permissions(&t, fs::Permissions::from_mode(*mode))
-            .map_err(err("setting mode of", &t))?;
+        let name = target.trim_start_matches("var/");
+        let t = real_dir(&var, name).map_err(|e| match e {
+            RootfsError::NotADir { found, .. } => RootfsError::NotADir {
+                path: target.to_string(),
+                found,
+            },
+            e => e,
+        })?;
+        beneath::set_mode(&t, *mode).map_err(err("setting mode of", &t))?;
+        let l = root.join(link);
         match fs::symlink_metadata(&l) {
             Ok(m) if m.is_dir() => {
                 for entry in fs::read_dir(&l).map_err(err("reading", &l))? {
@@ -143,24 +235,29 @@ fn homes(root: &Path) -> Result<(), RootfsError> {
         symlink(target, &l).map_err(err("creating symlink", &l))?;
         tmpfiles.push_str(&format!("d /{target} {mode:04o} root root -\n"));
     }
-    write(&root.join(HOMES_TMPFILES), tmpfiles.as_bytes(), 0o644)
+    write(root, HOMES_TMPFILES, tmpfiles.as_bytes(), 0o644).map(drop)
 }
 
 /// /etc/passwd and /etc/group from base-passwd's master files (what its
 /// postinst would install), with a locked root account.
 fn accounts(root: &Path) -> Result<(), RootfsError> {
-    let master = root.join("usr/share/base-passwd");
-    let passwd = fs::read_to_string(master.join("passwd.master"))
-        .unwrap_or_else(|_| "root:x:0:0:root:/root:/bin/sh\n".to_string());
-    let group = fs::read_to_string(master.join("group.master"))
-        .unwrap_or_else(|_| "root:x:0:\n".to_string());
-    let passwd = if root.join("usr/bin/bash").exists() {
+    let master = |name: &str| {
+        let p = format!("usr/share/base-passwd/{name}");
+        stage::read_to_string(root, &p).map_err(err_in("reading", &p))
+    };
+    let passwd =
+        master("passwd.master")?.unwrap_or_else(|| "root:x:0:0:root:/root:/bin/sh\n".to_string());
+    let group = master("group.master")?.unwrap_or_else(|| "root:x:0:\n".to_string());
+    let has_bash = stage::resolve(root, "usr/bin/bash")
+        .map_err(err_in("reading", "usr/bin/bash"))?
+        .is_some();
+    let passwd = if has_bash {
         passwd
     } else {
         passwd.replace(":/root:/bin/bash", ":/root:/bin/sh")
     };
-    write(&root.join("etc/passwd"), passwd.as_bytes(), 0o644)?;
-    write(&root.join("etc/group"), group.as_bytes(), 0o644)?;
+    write(root, "etc/passwd", passwd.as_bytes(), 0o644)?;
+    write(root, "etc/group", group.as_bytes(), 0o644)?;
     // An empty date of the last password change turns password aging off;
     // 0 would mean "must change the password now", which makes PAM refuse
     // even key-based SSH logins of these (locked) accounts.
@@ -182,45 +279,35 @@ fn accounts(root: &Path) -> Result<(), RootfsError> {
         .and_then(|f| f.get(2).and_then(|g| g.parse::<u32>().ok()))
         .unwrap_or(0);
     for (name, text) in [("etc/shadow", shadow), ("etc/gshadow", gshadow)] {
-        let p = root.join(name);
-        write(&p, text.as_bytes(), 0o640)?;
+        let file = write(root, name, text.as_bytes(), 0o640)?;
         if rustix::process::geteuid().is_root() {
-            std::os::unix::fs::chown(&p, Some(0), Some(shadow_gid))
-                .map_err(err("setting owner of", &p))?;
+            std::os::unix::fs::fchown(&file, Some(0), Some(shadow_gid))
+                .map_err(err_in("setting owner of", name))?;
         }
     }
     Ok(())
 }
 
-fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), RootfsError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(err("creating", parent))?;
-    }
-    if fs::symlink_metadata(path).is_ok() {
-        fs::remove_file(path).map_err(err("replacing", path))?;
-    }
-    fs::write(path, data).map_err(err("writing", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(err("setting mode of", path))
+/// A new file at `path` in the root (see [`stage::write_file`]).
+fn write(root: &Path, path: &str, data: &[u8], mode: u32) -> Result<fs::File, RootfsError> {
+    stage::write_file(root, path, data, mode).map_err(err_in("writing", path))
 }
 
-fn replace_with_symlink(path: &Path, target: &str) -> Result<(), RootfsError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(err("creating", parent))?;
-    }
-    if fs::symlink_metadata(path).is_ok() {
-        fs::remove_file(path).map_err(err("replacing", path))?;
-    }
-    symlink(target, path).map_err(err("creating symlink", path))
+/// A symlink at `path` in the root, replacing what is there.
+fn link(root: &Path, path: &str, target: &str) -> Result<(), RootfsError> {
+    stage::symlink(root, path, target).map_err(err_in("creating symlink", path))
 }
 
+/// Removes the files (not directories) in the real directory `dir` whose
+/// names match.
 fn remove_matching(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<(), RootfsError> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Ok(());
     };
     for entry in entries {
         let entry = entry.map_err(err("reading", dir))?;
-        if pred(&entry.file_name().to_string_lossy()) {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir && pred(&entry.file_name().to_string_lossy()) {
             fs::remove_file(entry.path()).map_err(err("removing", &entry.path()))?;
         }
     }
@@ -248,6 +335,7 @@ pub fn clamp_times(dir: &Path, epoch: u64) -> Result<(), RootfsError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn finish_builds_a_keel_root() {

@@ -18,6 +18,9 @@
 //! declaration of a name wins. Passwords are locked (`!*` in
 //! /etc/shadow, `!` in /etc/gshadow) and password aging is off, so the
 //! result depends only on the input files.
+//!
+//! Files are found, read and written inside the root only (its symlinks
+//! resolved as the image sees them, [`crate::stage`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -110,17 +113,22 @@ pub fn apply(root: &Path) -> Result<Report, SysusersError> {
 fn config_files(root: &Path) -> Result<Vec<(PathBuf, PathBuf)>, SysusersError> {
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
     for dir in SYSUSERS_DIRS {
-        let d = root.join(dir);
+        let shown = Path::new("/").join(dir);
+        let Some(d) = crate::stage::resolve(root, dir).map_err(io_err("reading", &shown))? else {
+            continue;
+        };
         let entries = match fs::read_dir(&d) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err("reading", &d)(e)),
+            Err(e) => return Err(io_err("reading", &shown)(e)),
         };
         for entry in entries {
-            let entry = entry.map_err(io_err("reading", &d))?;
+            let entry = entry.map_err(io_err("reading", &shown))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".conf") {
-                by_name.entry(name).or_insert_with(|| entry.path());
+                by_name
+                    .entry(name.clone())
+                    .or_insert_with(|| shown.join(name));
             }
         }
     }
@@ -133,23 +141,38 @@ fn config_files(root: &Path) -> Result<Vec<(PathBuf, PathBuf)>, SysusersError> {
     Ok(out)
 }
 
-/// Follows symlinks of a configuration file inside `root` (never on the
-/// build host). `None` when it is masked (a link to /dev/null).
+/// Follows symlinks of a configuration file (`path` as inside the root)
+/// inside `root`, never on the build host. `None` when it is masked (a
+/// link to /dev/null).
 fn resolve_in_root(root: &Path, path: &Path) -> Result<Option<PathBuf>, SysusersError> {
     let mut p = path.to_path_buf();
-    for _ in 0..16 {
-        let meta = fs::symlink_metadata(&p).map_err(io_err("reading", &p))?;
+    for _ in 0..keel_core::beneath::MAX_LINKS {
+        let (dir, name) = keel_core::beneath::resolve_parent(root, &p)
+            .map_err(io_err("reading", path))?
+            .ok_or_else(|| SysusersError::Io {
+                what: "reading",
+                path: path.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} does not exist", p.display()),
+                ),
+            })?;
+        let real = dir.join(&name);
+        let meta = fs::symlink_metadata(&real).map_err(io_err("reading", path))?;
         if !meta.file_type().is_symlink() {
-            return Ok(Some(p));
+            return Ok(Some(real));
         }
-        let target = fs::read_link(&p).map_err(io_err("reading", &p))?;
+        let target = fs::read_link(&real).map_err(io_err("reading", path))?;
         if target == Path::new("/dev/null") {
             return Ok(None);
         }
         p = if target.is_absolute() {
-            root.join(target.strip_prefix("/").unwrap_or(&target))
+            target
         } else {
-            p.parent().unwrap_or(root).join(target)
+            // The link's directory as the root sees it, then the target;
+            // `..` in it is resolved (and stopped at the root) by beneath.
+            let in_root = dir.strip_prefix(root).unwrap_or(Path::new(""));
+            Path::new("/").join(in_root).join(target)
         };
     }
     Err(SysusersError::Io {

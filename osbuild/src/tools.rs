@@ -4,8 +4,12 @@
 //! error message when it fails.
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::cancel::{Cancel, Interrupted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -21,25 +25,77 @@ pub enum ToolError {
         status: std::process::ExitStatus,
         stderr: String,
     },
+    #[error("waiting for {tool}")]
+    Wait {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
-fn run(cmd: &mut Command) -> Result<(), ToolError> {
+/// How often a running tool is checked for having ended or for a signal.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Runs `cmd` to its end, its output captured; when `cancel` records a
+/// signal meanwhile, the tool is killed and reaped and the result is
+/// [`ToolError::Interrupted`].
+fn run(cmd: &mut Command, cancel: &Cancel) -> Result<(), ToolError> {
     let tool = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|source| ToolError::Spawn {
+    cancel.check()?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ToolError::Spawn {
+            tool: tool.clone(),
+            source,
+        })?;
+    // Drained by threads, so a tool that writes much never blocks.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let wait_err = |source| ToolError::Wait {
         tool: tool.clone(),
         source,
-    })?;
-    if out.status.success() {
+    };
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(wait_err)? {
+            break status;
+        }
+        if let Err(e) = cancel.check() {
+            // Killing a child that just exited is harmless; reap it either way.
+            let _ = child.kill();
+            child.wait().map_err(wait_err)?;
+            return Err(e.into());
+        }
+        std::thread::sleep(POLL);
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    // A tool that a terminal's Ctrl-C stopped with us failed because of it.
+    cancel.check()?;
+    if status.success() {
         Ok(())
     } else {
-        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if stderr.is_empty() {
-            stderr = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let mut text = String::from_utf8_lossy(&stderr).trim().to_string();
+        if text.is_empty() {
+            text = String::from_utf8_lossy(&stdout).trim().to_string();
         }
         Err(ToolError::Failed {
             tool,
-            status: out.status,
-            stderr,
+            status,
+            stderr: text,
         })
     }
 }
@@ -53,19 +109,22 @@ pub fn mkfs_erofs(
     uuid: &uuid::Uuid,
     epoch: u64,
     all_root: bool,
+    cancel: &Cancel,
 ) -> Result<(), ToolError> {
     let mut cmd = Command::new("mkfs.erofs");
     if all_root {
         cmd.arg("--all-root");
     }
-    run(cmd
-        .arg("-zlz4hc")
-        .arg(format!("-T{epoch}"))
-        .arg(format!("-U{uuid}"))
-        .arg("--quiet")
-        .arg(out)
-        .arg(dir)
-        .env("SOURCE_DATE_EPOCH", epoch.to_string()))
+    run(
+        cmd.arg("-zlz4hc")
+            .arg(format!("-T{epoch}"))
+            .arg(format!("-U{uuid}"))
+            .arg("--quiet")
+            .arg(out)
+            .arg(dir)
+            .env("SOURCE_DATE_EPOCH", epoch.to_string()),
+        cancel,
+    )
 }
 
 /// An ext4 filesystem of `size` bytes in the file `out`, populated from
@@ -77,21 +136,25 @@ pub fn mkfs_ext4(
     label: &str,
     uuid: &uuid::Uuid,
     epoch: u64,
+    cancel: &Cancel,
 ) -> Result<(), ToolError> {
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-L", label])
-        .arg("-U")
-        .arg(uuid.to_string())
-        .arg("-E")
-        .arg(format!(
-            "hash_seed={uuid},root_owner=0:0,lazy_itable_init=0,nodiscard"
-        ))
-        .arg("-d")
-        .arg(dir)
-        .arg(out)
-        .arg(format!("{}k", size / 1024))
-        .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
-        .env("SOURCE_DATE_EPOCH", epoch.to_string()))
+    run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096", "-L", label])
+            .arg("-U")
+            .arg(uuid.to_string())
+            .arg("-E")
+            .arg(format!(
+                "hash_seed={uuid},root_owner=0:0,lazy_itable_init=0,nodiscard"
+            ))
+            .arg("-d")
+            .arg(dir)
+            .arg(out)
+            .arg(format!("{}k", size / 1024))
+            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+            .env("SOURCE_DATE_EPOCH", epoch.to_string()),
+        cancel,
+    )
 }
 
 /// mke2fs -d copies ctime (which nothing can set) and atime from the
@@ -102,6 +165,7 @@ pub fn ext4_fix_inodes(
     staged: &Path,
     epoch: u64,
     all_root: bool,
+    cancel: &Cancel,
 ) -> Result<(), ToolError> {
     let mut script = String::new();
     let mut add = |p: &str| {
@@ -147,11 +211,14 @@ pub fn ext4_fix_inodes(
         tool: format!("writing {}", script_path.display()),
         source,
     })?;
-    let r = run(Command::new("debugfs")
-        .arg("-w")
-        .arg("-f")
-        .arg(&script_path)
-        .arg(image));
+    let r = run(
+        Command::new("debugfs")
+            .arg("-w")
+            .arg("-f")
+            .arg(&script_path)
+            .arg(image),
+        cancel,
+    );
     let _ = std::fs::remove_file(&script_path);
     r
 }
@@ -163,21 +230,30 @@ pub const DEPMOD_CONFIG_DIRS: &[&str] = &["etc/depmod.d", "usr/lib/depmod.d"];
 /// `modules.dep`, `modules.alias` and the other indexes (text and `.bin`)
 /// that modprobe needs, for the modules in `<root>/lib/modules/<kver>`:
 /// the host's `depmod -b ROOT KVER`, configured only from the root.
-pub fn depmod(root: &Path, kver: &str) -> Result<(), ToolError> {
+/// `config_dirs` are [`DEPMOD_CONFIG_DIRS`] as resolved inside the root
+/// (the existing ones).
+pub fn depmod(
+    root: &Path,
+    kver: &str,
+    config_dirs: &[std::path::PathBuf],
+    cancel: &Cancel,
+) -> Result<(), ToolError> {
     let mut cmd = Command::new("depmod");
     cmd.arg("-b").arg(root);
-    for dir in DEPMOD_CONFIG_DIRS {
-        // A missing directory is skipped by depmod.
-        cmd.arg("-C").arg(root.join(dir));
+    for dir in config_dirs {
+        cmd.arg("-C").arg(dir);
     }
-    run(cmd.arg(kver))
+    run(cmd.arg(kver), cancel)
 }
 
-pub fn qemu_img_convert(raw: &Path, qcow2: &Path) -> Result<(), ToolError> {
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "qcow2", "-c"])
-        .arg(raw)
-        .arg(qcow2))
+pub fn qemu_img_convert(raw: &Path, qcow2: &Path, cancel: &Cancel) -> Result<(), ToolError> {
+    run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2", "-c"])
+            .arg(raw)
+            .arg(qcow2),
+        cancel,
+    )
 }
 
 /// Checks that every tool osbuild needs can be started, before any work.
@@ -197,4 +273,42 @@ pub fn check_available(tools: &[&str]) -> Result<(), ToolError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_signal_kills_the_running_tool() {
+        let cancel = Cancel::new();
+        let c = cancel.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            c.cancel(signal_hook::consts::SIGINT);
+        });
+        let start = Instant::now();
+        let e = run(Command::new("sleep").arg("30"), &cancel).unwrap_err();
+        t.join().unwrap();
+        assert!(matches!(e, ToolError::Interrupted(_)), "{e}");
+        // Killed, not waited for.
+        assert!(start.elapsed() < Duration::from_secs(20));
+        // Nothing runs once a signal came.
+        let e = run(&mut Command::new("true"), &cancel).unwrap_err();
+        assert!(matches!(e, ToolError::Interrupted(_)), "{e}");
+    }
+
+    #[test]
+    fn failures_carry_the_tool_output() {
+        let cancel = Cancel::new();
+        run(&mut Command::new("true"), &cancel).unwrap();
+        let e = run(
+            Command::new("sh").args(["-c", "echo bad thing >&2; exit 3"]),
+            &cancel,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sh failed") && e.contains("bad thing"), "{e}");
+    }
 }

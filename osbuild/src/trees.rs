@@ -8,12 +8,17 @@
 //! [`crate::rootfs::clamp_times`]. Nothing is followed in the root: a
 //! symlink in the root where the tree has a directory is an error, so a
 //! tree can never write outside the root (use `usr/bin`, not the merged-/usr
-//! link `bin`).
+//! link `bin`). A tree may not put a symlink at a path osbuild writes or
+//! needs as a directory later ([`crate::rootfs::reserved_paths`], e.g.
+//! `usr/lib/keel`, `etc/os-release`, `home`), nor above one (`usr/lib`):
+//! that is an error naming the tree, its symlink and the path.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use keel_core::beneath;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
@@ -46,6 +51,7 @@ pub struct TreeStats {
 /// so errors are reproducible.
 pub fn copy_tree(tree: &Path, root: &Path) -> Result<TreeStats, TreeError> {
     let chown = rustix::process::geteuid().is_root();
+    let reserved = crate::rootfs::reserved_paths();
     let mut stats = TreeStats::default();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -90,6 +96,13 @@ pub fn copy_tree(tree: &Path, root: &Path) -> Result<TreeStats, TreeError> {
                 }
                 stack.push(rel.clone());
             } else if ft.is_file() || ft.is_symlink() {
+                if ft.is_symlink() {
+                    if let Some(needed) = reserved_below(&reserved, &rel) {
+                        return Err(entry_err(format!(
+                            "a symlink here would redirect /{needed}, which osbuild writes or needs as a directory; ship real files and directories there"
+                        )));
+                    }
+                }
                 match existing {
                     Some(m) if m.is_dir() => {
                         return Err(entry_err(
@@ -105,8 +118,8 @@ pub fn copy_tree(tree: &Path, root: &Path) -> Result<TreeStats, TreeError> {
                     finish(tree, &dest, None, chown)?;
                     stats.symlinks += 1;
                 } else {
-                    // fs::copy would follow a symlink at `dest`; it was removed above.
-                    fs::copy(&src, &dest).map_err(io_err(tree, "copying to", &dest))?;
+                    // Neither end followed if it is a symlink.
+                    beneath::copy_new(&src, &dest).map_err(io_err(tree, "copying to", &dest))?;
                     finish(tree, &dest, Some(meta.permissions().mode()), chown)?;
                     stats.files += 1;
                 }
@@ -134,13 +147,21 @@ fn finish(tree: &Path, dest: &Path, mode: Option<u32>, chown: bool) -> Result<()
         ))?;
     }
     if let Some(mode) = mode {
-        fs::set_permissions(
+        beneath::set_mode(dest, mode & 0o7777 & !DROPPED_MODE_BITS).map_err(io_err(
+            tree,
+            "setting mode of",
             dest,
-            fs::Permissions::from_mode(mode & 0o7777 & !DROPPED_MODE_BITS),
-        )
-        .map_err(io_err(tree, "setting mode of", dest))?;
+        ))?;
     }
     Ok(())
+}
+
+/// The first reserved path that is `rel` or lies below it.
+fn reserved_below<'a>(reserved: &'a [String], rel: &Path) -> Option<&'a str> {
+    reserved
+        .iter()
+        .find(|r| Path::new(r.as_str()).starts_with(rel))
+        .map(String::as_str)
 }
 
 fn io_err<'a>(
@@ -240,6 +261,45 @@ mod tests {
         let e = copy_tree(&tree, &root).unwrap_err().to_string();
         assert!(e.contains("bin") && e.contains("symlink"), "{e}");
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    /// Symlinks where osbuild writes later (its binaries' directory, a
+    /// directory above it, os-release, the homes) are refused, naming the
+    /// tree and both paths; the sibling they point to is untouched.
+    #[test]
+    fn symlinks_over_paths_osbuild_needs_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("victim"), "keep").unwrap();
+        fs::set_permissions(outside.join("victim"), fs::Permissions::from_mode(0o640)).unwrap();
+        for (link, needed) in [
+            ("usr/lib/keel", "usr/lib/keel/keel-init"),
+            ("usr/lib", "usr/lib"),
+            ("usr/sbin", "usr/sbin"),
+            ("etc/os-release", "etc/os-release"),
+            ("home", "home"),
+            ("lib", "lib"),
+            ("etc/ssl", "etc/ssl/certs/ca-certificates.crt"),
+        ] {
+            let tree = tmp.path().join(format!("tree-{}", link.replace('/', "-")));
+            let root = tmp.path().join(format!("root-{}", link.replace('/', "-")));
+            fs::create_dir_all(tree.join(link).parent().unwrap()).unwrap();
+            symlink(&outside, tree.join(link)).unwrap();
+            fs::create_dir_all(&root).unwrap();
+            let e = copy_tree(&tree, &root).unwrap_err().to_string();
+            assert!(
+                e.contains(&tree.display().to_string())
+                    && e.contains(&format!(": {link}: "))
+                    && e.contains(&format!("redirect /{needed},")),
+                "{link}: {e}"
+            );
+            assert!(fs::symlink_metadata(root.join(link)).is_err(), "{link}");
+        }
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
+        let m = fs::metadata(outside.join("victim")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! Unpacking packages into the staging tree: merged /usr, no maintainer
 //! scripts, no documentation, manuals or translations.
+//!
+//! Every entry's directory is resolved inside the tree as the image will
+//! see it ([`keel_core::beneath`]): a symlink an earlier entry (or
+//! package) made is followed relative to the tree, and the entry's own
+//! name is replaced, never written through. So an archive that holds a
+//! link to `/etc` or `../../..` and then a file below that link puts the
+//! file in the image's /etc, never on the build host.
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Component, Path, PathBuf};
+
+use keel_core::beneath;
 
 use crate::deb::{self, DebError};
 
@@ -147,7 +156,6 @@ fn reader_to_root(
             continue;
         };
         let relocated = rel.as_path() != strip_dot(&raw_path);
-        let dest = root.join(&rel);
         let header = entry.header();
         let mode = header
             .mode()
@@ -160,35 +168,55 @@ fn reader_to_root(
             .gid()
             .map_err(io_err("reading group of", &raw_path))?;
         let kind = header.entry_type();
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-        }
+        let in_root = Path::new("/").join(&rel);
+        let (dir, name) = beneath::make_parents(root, &in_root, &mut |_| Ok(()))
+            .map_err(io_err("creating the directories of", &in_root))?;
+        let dest = dir.join(name);
         let entry_err = |reason: String| UnpackError::Entry {
             deb: deb.to_path_buf(),
             path: raw_path.clone(),
             reason,
         };
+        let owner = |f: &fs::File| {
+            if chown {
+                std::os::unix::fs::fchown(f, Some(uid as u32), Some(gid as u32))
+                    .map_err(io_err("setting owner of", &in_root))?;
+            }
+            Ok::<_, UnpackError>(())
+        };
         match kind {
             tar::EntryType::Directory => {
                 match fs::symlink_metadata(&dest) {
                     Ok(m) if m.is_dir() => {}
-                    // A package's directory where merged /usr already put a
-                    // symlink (e.g. /lib64) keeps the symlink.
+                    // A package's directory where merged /usr or another
+                    // package already put a symlink (e.g. /lib64) keeps the
+                    // symlink; what is below it is resolved through it.
                     Ok(m) if m.file_type().is_symlink() => continue,
                     Ok(_) => {
                         return Err(entry_err("a file is in the way of this directory".into()))
                     }
-                    Err(_) => fs::create_dir(&dest).map_err(io_err("creating", &dest))?,
+                    Err(_) => fs::create_dir(&dest).map_err(io_err("creating", &in_root))?,
                 }
+                // Opened without following: `dest` is the directory itself.
+                let d = open_dir_nofollow(&dest).map_err(io_err("opening", &in_root))?;
+                owner(&d)?;
+                // After chown, which clears set-id bits.
+                d.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(io_err("setting mode of", &in_root))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                remove_non_dir(&dest).map_err(io_err("replacing", &dest))?;
-                if dest.is_dir() {
+                if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
                     return Err(entry_err("a directory is in the way of this file".into()));
                 }
-                let mut out = fs::File::create(&dest).map_err(io_err("creating", &dest))?;
-                stats.bytes += io::copy(&mut entry, &mut out).map_err(io_err("writing", &dest))?;
+                remove_non_dir(&dest).map_err(io_err("replacing", &in_root))?;
+                let mut out =
+                    beneath::create_new(&dest, 0o600).map_err(io_err("creating", &in_root))?;
+                stats.bytes +=
+                    io::copy(&mut entry, &mut out).map_err(io_err("writing", &in_root))?;
                 stats.files += 1;
+                owner(&out)?;
+                out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(io_err("setting mode of", &in_root))?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -201,14 +229,18 @@ fn reader_to_root(
                 } else {
                     target
                 };
-                remove_non_dir(&dest).map_err(io_err("replacing", &dest))?;
-                symlink(&target, &dest).map_err(io_err("creating symlink", &dest))?;
+                if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                    return Err(entry_err(
+                        "a directory is in the way of this symlink".into(),
+                    ));
+                }
+                remove_non_dir(&dest).map_err(io_err("replacing", &in_root))?;
+                symlink(&target, &dest).map_err(io_err("creating symlink", &in_root))?;
                 if chown {
                     std::os::unix::fs::lchown(&dest, Some(uid as u32), Some(gid as u32))
-                        .map_err(io_err("setting owner of", &dest))?;
+                        .map_err(io_err("setting owner of", &in_root))?;
                 }
                 stats.files += 1;
-                continue;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -217,10 +249,24 @@ fn reader_to_root(
                     .ok_or_else(|| entry_err("hard link without a target".into()))?;
                 let target = image_path(&target)
                     .ok_or_else(|| entry_err("hard link to a path the image leaves out".into()))?;
-                remove_non_dir(&dest).map_err(io_err("replacing", &dest))?;
-                fs::hard_link(root.join(&target), &dest).map_err(io_err("linking", &dest))?;
+                let target_in_root = Path::new("/").join(&target);
+                // The node itself (a hard link to a symlink links the symlink).
+                let (tdir, tname) = beneath::resolve_parent(root, &target_in_root)
+                    .map_err(io_err("reading", &target_in_root))?
+                    .ok_or_else(|| {
+                        entry_err(format!(
+                            "hard link to {} before it exists",
+                            target_in_root.display()
+                        ))
+                    })?;
+                if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                    return Err(entry_err(
+                        "a directory is in the way of this hard link".into(),
+                    ));
+                }
+                remove_non_dir(&dest).map_err(io_err("replacing", &in_root))?;
+                fs::hard_link(tdir.join(tname), &dest).map_err(io_err("linking", &in_root))?;
                 stats.files += 1;
-                continue;
             }
             other => {
                 return Err(entry_err(format!(
@@ -228,15 +274,19 @@ fn reader_to_root(
                 )))
             }
         }
-        if chown {
-            std::os::unix::fs::lchown(&dest, Some(uid as u32), Some(gid as u32))
-                .map_err(io_err("setting owner of", &dest))?;
-        }
-        // After chown, which clears set-id bits.
-        fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
-            .map_err(io_err("setting mode of", &dest))?;
     }
     Ok(stats)
+}
+
+/// Opens the directory `path` itself, failing on a symlink.
+fn open_dir_nofollow(path: &Path) -> io::Result<fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(fs::File::from(rustix::fs::open(
+        path,
+        flags,
+        Mode::empty(),
+    )?))
 }
 
 fn strip_dot(p: &Path) -> &Path {
@@ -255,6 +305,7 @@ fn remove_non_dir(path: &Path) -> io::Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn merged_usr_and_filters() {
@@ -339,6 +390,108 @@ mod tests {
         );
         assert!(!root.join("usr/share/man").exists());
         assert!(!root.join("bin").exists());
+    }
+
+    /// An archive with links to a sibling directory of the root (absolute,
+    /// relative, and one the merged-/usr mapping moves), then entries
+    /// below and at those links.
+    #[test]
+    fn entries_through_planted_links_stay_in_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("victim"), "keep").unwrap();
+        fs::set_permissions(outside.join("victim"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o750)).unwrap();
+
+        let mut b = tar::Builder::new(Vec::new());
+        let link = |b: &mut tar::Builder<Vec<u8>>, path: &str, target: &Path| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            b.append_link(&mut h, path, target).unwrap();
+        };
+        link(&mut b, "./usr/lib/abs", &outside);
+        link(&mut b, "./etc", Path::new("../../../../../outside"));
+        link(
+            &mut b,
+            "./lib/rel",
+            &Path::new("../../..").join(outside.strip_prefix("/").unwrap()),
+        );
+        link(&mut b, "./usr/share/victim", &outside.join("victim"));
+        let file = |b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, mode| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(if kind == tar::EntryType::Regular {
+                3
+            } else {
+                0
+            });
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            let data: &[u8] = if kind == tar::EntryType::Regular {
+                b"bad"
+            } else {
+                b""
+            };
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        file(&mut b, "./usr/lib/abs/evil", tar::EntryType::Regular, 0o644);
+        file(&mut b, "./usr/lib/abs", tar::EntryType::Directory, 0o777);
+        file(&mut b, "./etc/passwd", tar::EntryType::Regular, 0o644);
+        file(&mut b, "./lib/rel/victim", tar::EntryType::Regular, 0o777);
+        file(&mut b, "./usr/share/victim", tar::EntryType::Regular, 0o777);
+        let data = b.into_inner().unwrap();
+
+        let deb = Path::new("test.deb");
+        reader_to_root(&mut data.as_slice(), deb, &root, false).unwrap();
+
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&outside.join("victim")), 0o600);
+        assert_eq!(mode(&outside), 0o750);
+        // Everything went where the image's own view of the links says.
+        let mirrored = root.join(outside.strip_prefix("/").unwrap());
+        assert_eq!(fs::read(mirrored.join("evil")).unwrap(), b"bad");
+        assert_eq!(fs::read(root.join("outside/passwd")).unwrap(), b"bad");
+        // The link at usr/share/victim was replaced by the file.
+        assert!(fs::symlink_metadata(root.join("usr/share/victim"))
+            .unwrap()
+            .is_file());
+
+        // A hard link through such a link links the file inside the root.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_link(&mut h, "./usr/share/hard", "usr/lib/abs/victim")
+            .unwrap();
+        let data = b.into_inner().unwrap();
+        reader_to_root(&mut data.as_slice(), deb, &root, false).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(&root.join("usr/share/hard")),
+            ino(&mirrored.join("victim"))
+        );
+        assert_ne!(
+            ino(&root.join("usr/share/hard")),
+            ino(&outside.join("victim"))
+        );
+        assert_eq!(fs::metadata(outside.join("victim")).unwrap().nlink(), 1);
     }
 
     #[test]

@@ -40,12 +40,10 @@ pub(super) fn read_entries(
     rel: &str,
     min_fields: usize,
 ) -> Result<Vec<Entry>, SysusersError> {
-    let path = root.join(rel);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io_err("reading", &path)(e)),
-    };
+    let path = Path::new("/").join(rel);
+    let text = crate::stage::read_to_string(root, rel)
+        .map_err(io_err("reading", &path))?
+        .unwrap_or_default();
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.is_empty() {
@@ -267,21 +265,32 @@ impl Database {
             ("etc/gshadow", &self.gshadow, 0o640),
         ] {
             let text: String = entries.iter().map(|e| e.render() + "\n").collect();
-            write_keeping_metadata(&root.join(rel), text.as_bytes(), mode)?;
+            write_keeping_metadata(root, rel, text.as_bytes(), mode)?;
         }
         Ok(())
     }
 }
 
-/// Rewrites `path` in place, so an existing file keeps its mode and owner;
-/// a new one gets `mode`.
-fn write_keeping_metadata(path: &Path, data: &[u8], mode: u32) -> Result<(), SysusersError> {
+/// Rewrites the file `rel` of the root in place, so an existing file keeps
+/// its mode and owner; a new one gets `mode`. Its directory is resolved
+/// inside the root, and a symlink at `rel` is an error (it is never
+/// written through).
+fn write_keeping_metadata(
+    root: &Path,
+    rel: &str,
+    data: &[u8],
+    mode: u32,
+) -> Result<(), SysusersError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    if fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+    let shown = Path::new("/").join(rel);
+    let dir = crate::stage::make_dir(root, Path::new(rel).parent().unwrap_or(Path::new("")))
+        .map_err(io_err("writing", &shown))?;
+    let path = dir.join(Path::new(rel).file_name().unwrap_or_default());
+    if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
         return Err(SysusersError::Io {
             what: "rewriting",
-            path: path.to_path_buf(),
+            path: shown,
             source: io::Error::other("not a regular file"),
         });
     }
@@ -290,7 +299,8 @@ fn write_keeping_metadata(path: &Path, data: &[u8], mode: u32) -> Result<(), Sys
         .create(true)
         .truncate(true)
         .mode(mode)
-        .open(path)
-        .map_err(io_err("writing", path))?;
-    f.write_all(data).map_err(io_err("writing", path))
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err("writing", &shown))?;
+    f.write_all(data).map_err(io_err("writing", &shown))
 }

@@ -252,3 +252,56 @@ fn keeps_mode_of_shadow() {
     assert_eq!(m, 0o640);
     assert!(user_names(tmp.path()).unwrap().contains("svc"));
 }
+
+/// Links in the root that point at a sibling directory (absolute, and
+/// `..` past the root): the config is read and the accounts are written
+/// inside the root; the sibling is untouched, bytes and modes.
+#[test]
+fn links_out_of_the_root_are_resolved_inside_it() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let outer = tempfile::tempdir().unwrap();
+    let root = outer.path().join("root");
+    let sibling = outer.path().join("sibling");
+    fs::create_dir_all(sibling.join("sysusers.d")).unwrap();
+    fs::write(sibling.join("passwd"), PASSWD).unwrap();
+    fs::write(sibling.join("sysusers.d/evil.conf"), "u evil\n").unwrap();
+    fs::set_permissions(sibling.join("passwd"), fs::Permissions::from_mode(0o600)).unwrap();
+    let snapshot = || {
+        let mut v = Vec::new();
+        for p in ["passwd", "sysusers.d/evil.conf"] {
+            let m = fs::metadata(sibling.join(p)).unwrap().permissions().mode();
+            v.push((p, fs::read(sibling.join(p)).unwrap(), m));
+        }
+        (v, fs::read_dir(&sibling).unwrap().count())
+    };
+    let before = snapshot();
+    fs::create_dir_all(root.join("usr/lib/sysusers.d")).unwrap();
+    // /etc climbs out; an absolute link names the sibling's host path.
+    symlink("../../../../sibling", root.join("etc")).unwrap();
+    symlink(
+        sibling.join("sysusers.d/evil.conf"),
+        root.join("usr/lib/sysusers.d/a.conf"),
+    )
+    .unwrap();
+    symlink(
+        "../../../../../sibling/sysusers.d/evil.conf",
+        root.join("usr/lib/sysusers.d/b.conf"),
+    )
+    .unwrap();
+    fs::write(root.join("usr/lib/sysusers.d/c.conf"), "u svc\n").unwrap();
+    // a.conf and b.conf resolve to nothing inside the root.
+    let e = apply(&root).unwrap_err().to_string();
+    assert!(e.contains("/usr/lib/sysusers.d/a.conf"), "{e}");
+    fs::remove_file(root.join("usr/lib/sysusers.d/a.conf")).unwrap();
+    let e = apply(&root).unwrap_err().to_string();
+    assert!(e.contains("/usr/lib/sysusers.d/b.conf"), "{e}");
+    fs::remove_file(root.join("usr/lib/sysusers.d/b.conf")).unwrap();
+    apply(&root).unwrap();
+    assert_eq!(snapshot(), before);
+    // The accounts went to the image's /etc, which is root/sibling.
+    let passwd = fs::read_to_string(root.join("sibling/passwd")).unwrap();
+    assert!(
+        passwd.contains("svc:") && !passwd.contains("evil"),
+        "{passwd}"
+    );
+}
