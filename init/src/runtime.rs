@@ -171,6 +171,12 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
     let shell_enabled = emergency || cmdline.get("keel.console") == Some("shell");
     let mut shell = ConsoleShell::new(root, shell_enabled);
     shell.ensure(&mut out);
+    if !shell_enabled {
+        out.say(
+            "no shell on the console (keel.console=shell adds one for debugging); \
+             log in over SSH",
+        );
+    }
 
     if emergency {
         sup.hold_boot();

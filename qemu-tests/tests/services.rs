@@ -17,6 +17,7 @@ fn boot() -> Guest {
     let image = find_image(IMAGE).unwrap();
     let guest = GuestBuilder::new(&image)
         .name("services")
+        .console_shell()
         .disk_size(2 << 30)
         .no_network()
         .boot()
