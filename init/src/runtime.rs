@@ -231,6 +231,12 @@ fn main_loop(
     let info = stage2::boot_info(root);
     let mut shell = ConsoleShell::new(root, mode.console_shell);
     shell.ensure(&mut out);
+    if !shell_enabled {
+        out.say(
+            "no shell on the console (keel.console=shell adds one for debugging); \
+             log in over SSH",
+        );
+    }
 
     if mode.emergency {
         sup.hold_boot();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::guest::Guest;
-use crate::{host, net, HarnessError};
+use crate::{debug, host, net, HarnessError};
 
 /// Where the guest's first disk comes from.
 #[derive(Debug, Clone)]
@@ -43,6 +43,7 @@ pub struct GuestBuilder {
     hostfwd: Vec<u16>,
     kernel: Option<DirectKernel>,
     network: bool,
+    console_shell: bool,
 }
 
 impl GuestBuilder {
@@ -70,6 +71,7 @@ impl GuestBuilder {
             hostfwd: Vec::new(),
             kernel: None,
             network: true,
+            console_shell: false,
         }
     }
 
@@ -129,6 +131,18 @@ impl GuestBuilder {
     /// No network device at all.
     pub fn no_network(mut self) -> Self {
         self.network = false;
+        self
+    }
+
+    /// A root shell on the serial console, which is how [`Guest::run`] gets
+    /// in: the first disk is then a raw copy of the image, made in the
+    /// guest's directory, whose boot entries also carry
+    /// [`debug::CONSOLE_SHELL`] (the image stays as it is). Images have no
+    /// console shell; without this, only a failed first boot (the emergency
+    /// shell) answers `run`. Needs an image (not [`GuestBuilder::blank`]);
+    /// a [`GuestBuilder::kernel_direct`] command line is not changed.
+    pub fn console_shell(mut self) -> Self {
+        self.console_shell = true;
         self
     }
 
@@ -209,7 +223,20 @@ impl GuestBuilder {
 
         let main = dir.join("disk0.qcow2");
         match &self.disk {
+            MainDisk::Overlay(base) if self.console_shell => {
+                let copy = dir.join("debug.raw");
+                debug::with_kernel_args(base, &copy, &[debug::CONSOLE_SHELL], dir)?;
+                create_overlay(&copy, &main, self.disk_size)?
+            }
             MainDisk::Overlay(base) => create_overlay(base, &main, self.disk_size)?,
+            MainDisk::Blank if self.console_shell => {
+                return Err(HarnessError::Fixture {
+                    what: format!(
+                        "guest {}: a console shell needs an image to boot, not a blank disk",
+                        self.name
+                    ),
+                })
+            }
             MainDisk::Blank => create_blank(&main, self.disk_size.unwrap_or(1 << 30))?,
         }
         // The CD-ROM, when there is one, is what the firmware boots first.
@@ -291,7 +318,7 @@ fn escape_os(p: &Path) -> OsString {
 }
 
 /// qcow2 files start with `QFI\xfb`; anything else is taken as raw.
-fn image_format(path: &Path) -> Result<&'static str, HarnessError> {
+pub(crate) fn image_format(path: &Path) -> Result<&'static str, HarnessError> {
     let mut magic = [0u8; 4];
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
     read.map_err(|source| HarnessError::ReadImage {
@@ -405,6 +432,21 @@ mod tests {
         assert!(
             info.contains("\"backing-filename-format\": \"raw\""),
             "{info}"
+        );
+    }
+
+    #[test]
+    fn a_console_shell_needs_an_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = GuestBuilder::blank(1 << 20)
+            .name("empty")
+            .console_shell()
+            .prepare(dir.path(), &[])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("guest empty: a console shell needs an image"),
+            "{err}"
         );
     }
 

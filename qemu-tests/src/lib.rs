@@ -9,8 +9,11 @@
 //! use qemu_tests::{find_image, GuestBuilder, BOOT_TIMEOUT};
 //!
 //! # fn main() -> Result<(), qemu_tests::HarnessError> {
-//! let guest = GuestBuilder::new(&find_image("keel")?).hostfwd_tcp(22).boot()?;
-//! guest.wait_for_line("login:", BOOT_TIMEOUT)?;
+//! let guest = GuestBuilder::new(&find_image("containerd")?)
+//!     .console_shell()
+//!     .hostfwd_tcp(22)
+//!     .boot()?;
+//! guest.wait_for_line("keel-init: boot complete", BOOT_TIMEOUT)?;
 //! let out = guest.run("cat /etc/os-release", Duration::from_secs(30))?;
 //! assert_eq!(out.exit_code, 0);
 //! # Ok(())
@@ -26,6 +29,7 @@
 mod builder;
 mod command;
 mod console;
+pub mod debug;
 mod error;
 mod guest;
 pub mod host;

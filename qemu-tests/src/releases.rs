@@ -24,11 +24,11 @@ pub struct Extent {
     pub size: u64,
 }
 
-fn fixture(what: impl Into<String>) -> HarnessError {
+pub(crate) fn fixture(what: impl Into<String>) -> HarnessError {
     HarnessError::Fixture { what: what.into() }
 }
 
-fn tool(cmd: &mut Command) -> Result<Vec<u8>, HarnessError> {
+pub(crate) fn tool(cmd: &mut Command) -> Result<Vec<u8>, HarnessError> {
     let program = format!("{cmd:?}");
     let out = cmd
         .env("MTOOLS_SKIP_CHECK", "1")
@@ -107,7 +107,7 @@ fn copy_extent(src: &Path, from: Extent, dst: &Path, to: Extent) -> Result<(), H
     w.sync_all().map_err(|e| io("sync", e))
 }
 
-fn esp_image(raw: &Path, esp: Extent) -> String {
+pub(crate) fn esp_image(raw: &Path, esp: Extent) -> String {
     format!("{}@@{}", raw.display(), esp.offset)
 }
 

@@ -1,20 +1,27 @@
 //! Boots the default image (`containerd`, built by `make image`) and
 //! checks the promises of the foundation: a verified read-only root, a
 //! writable /var that grows to the disk and persists, and an /etc whose
-//! changes persist.
+//! changes persist. The image as built gives no shell on the console; the
+//! other tests boot a debug copy with one ([`GuestBuilder::console_shell`]).
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use qemu_tests::releases::partition;
-use qemu_tests::{find_image, Guest, GuestBuilder, BOOT_TIMEOUT, COMMAND_TIMEOUT};
+use qemu_tests::{find_image, Guest, GuestBuilder, HarnessError, BOOT_TIMEOUT, COMMAND_TIMEOUT};
 
 const IMAGE: &str = "containerd";
 /// The full line, so a wait never ends on a half-printed one.
 const DONE: &str = "keel-init: boot complete: version 0.1.0, slot a";
+/// keel-init's line when the console has no shell.
+const NO_SHELL: &str =
+    "keel-init: no shell on the console (keel.console=shell adds one for debugging); log in over SSH";
 
 fn boot(disk_size: u64) -> Guest {
     let image = find_image(IMAGE).unwrap();
     let guest = GuestBuilder::new(&image)
         .name(IMAGE)
+        .console_shell()
         .disk_size(disk_size)
         .no_network()
         .boot()
@@ -27,9 +34,44 @@ fn run(g: &Guest, cmd: &str) -> String {
     g.run_ok(cmd, COMMAND_TIMEOUT).unwrap()
 }
 
+/// The image as built: it boots, the console says there is no shell there
+/// and how to get in, and a command typed on the console is not run. (The
+/// same probe on a debug copy answers at once: every `run` in these tests
+/// is one.)
+#[test]
+fn the_image_as_built_has_no_console_shell() {
+    let image = find_image(IMAGE).unwrap();
+    let g = GuestBuilder::new(&image)
+        .name("no-shell")
+        .no_network()
+        .boot()
+        .unwrap();
+    g.wait_for_line(DONE, BOOT_TIMEOUT).unwrap();
+    let log = g.serial_log();
+    assert!(log.contains(NO_SHELL), "no hint on the console:\n{log}");
+    // The console echoes what is typed (the tty does), but nothing runs it:
+    // $((6*7)) is never expanded, and no prompt comes back.
+    let mark = g.serial_offset();
+    g.send("\necho keel-probe-$((6*7))\n").unwrap();
+    match g.wait_for_line_after("keel-probe-42", mark, Duration::from_secs(30)) {
+        Err(HarnessError::Timeout { .. }) => {}
+        other => panic!("a shell answered on the console: {other:?}"),
+    }
+    let after = g.serial_log()[mark..].to_string();
+    assert!(
+        !after
+            .lines()
+            .any(|l| l.trim_end().ends_with(" #") || l.contains(" # ")),
+        "a prompt on the console:\n{after}"
+    );
+    // Typing on the console did not disturb init.
+    assert!(!after.contains("keel-init: error"), "{after}");
+}
+
 #[test]
 fn root_is_verified_and_read_only() {
     let g = boot(4 << 30);
+    assert!(!g.serial_log().contains(NO_SHELL), "{}", g.serial_log());
     // / is the dm-verity device, mounted read-only.
     let mounts = run(&g, "cat /proc/mounts");
     let root = mounts

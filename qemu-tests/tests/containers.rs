@@ -58,6 +58,7 @@ fn containers_run_with_cni_networking_and_their_images_persist() {
     let image = find_image(IMAGE).unwrap();
     let mut g = GuestBuilder::new(&image)
         .name("containers")
+        .console_shell()
         .disk_size(3 << 30)
         .boot()
         .unwrap();

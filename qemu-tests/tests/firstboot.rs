@@ -169,6 +169,7 @@ fn a_fw_cfg_config_provisions_a_user_files_and_a_container_unit_once() {
     let image = find_image(IMAGE).unwrap();
     let mut g = GuestBuilder::new(&image)
         .name("firstboot")
+        .console_shell()
         .disk_size(3 << 30)
         .ignition(&config)
         .hostfwd_tcp(22)
@@ -279,6 +280,7 @@ fn a_wrong_hash_fails_closed_and_the_next_boot_tries_again() {
     let image = find_image(IMAGE).unwrap();
     let mut g = GuestBuilder::new(&image)
         .name("firstboot-hash")
+        .console_shell()
         .ignition(&config)
         .boot()
         .unwrap();
@@ -324,6 +326,8 @@ fn an_invalid_config_fails_closed_with_no_units_started() {
         }]}
     });
     let config = write_config(tmp.path(), &config);
+    // The image as built, without the debug console shell: `run` below
+    // talks to the emergency shell a failed first boot gives.
     let image = find_image(IMAGE).unwrap();
     let mut g = GuestBuilder::new(&image)
         .name("firstboot-invalid")
@@ -396,6 +400,7 @@ fn an_extra_disk_is_partitioned_formatted_and_mounted_at_every_boot() {
     let image = find_image(IMAGE).unwrap();
     let mut g = GuestBuilder::new(&image)
         .name("firstboot-disks")
+        .console_shell()
         .ignition(&config)
         .extra_disk(512 << 20)
         .no_network()

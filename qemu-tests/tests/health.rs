@@ -140,6 +140,7 @@ fn an_unhealthy_release_falls_back_to_the_previous_one_and_a_healthy_boot_is_ble
 
     let mut g = GuestBuilder::new(&disk)
         .name("health")
+        .console_shell()
         .no_network()
         .boot()
         .unwrap();
