@@ -17,7 +17,11 @@ fn check_groups(groups: &[DepGroup]) {
         let text = group_to_string(g);
         let again = parse_depends(&text)
             .unwrap_or_else(|e| panic!("written group {text:?} does not parse: {e}"));
-        assert_eq!(again.as_slice(), std::slice::from_ref(g), "written as {text:?}");
+        assert_eq!(
+            again.as_slice(),
+            std::slice::from_ref(g),
+            "written as {text:?}"
+        );
     }
 }
 
@@ -25,7 +29,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match parse_packages(text, "fuzz/Packages", "http://mirror.invalid/debian/", "fuzz") {
+    match parse_packages(
+        text,
+        "fuzz/Packages",
+        "http://mirror.invalid/debian/",
+        "fuzz",
+    ) {
         Ok(packages) => {
             for p in &packages {
                 for field in [&p.name, &p.version, &p.architecture, &p.filename] {

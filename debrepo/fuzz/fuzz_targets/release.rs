@@ -40,7 +40,11 @@ fn format_date(t: u64) -> String {
 fn check_date(s: &str) {
     if let Some(t) = parse_date(s) {
         let canonical = format_date(t);
-        assert_eq!(parse_date(&canonical), Some(t), "{s:?} -> {t} -> {canonical:?}");
+        assert_eq!(
+            parse_date(&canonical),
+            Some(t),
+            "{s:?} -> {t} -> {canonical:?}"
+        );
     }
 }
 

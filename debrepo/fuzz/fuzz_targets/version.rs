@@ -47,7 +47,14 @@ fuzz_target!(|data: &[u8]| {
         check_relations(x, y);
     }
     // Every order of the three, so each pair is tried as (x, y) and (y, z).
-    for (x, y, z) in [(a, b, c), (a, c, b), (b, a, c), (b, c, a), (c, a, b), (c, b, a)] {
+    for (x, y, z) in [
+        (a, b, c),
+        (a, c, b),
+        (b, a, c),
+        (b, c, a),
+        (c, a, b),
+        (c, b, a),
+    ] {
         let (xy, yz, xz) = (cmp(x, y), cmp(y, z), cmp(x, z));
         if xy != Ordering::Greater && yz != Ordering::Greater {
             let expected = if xy == Ordering::Less || yz == Ordering::Less {

@@ -26,7 +26,10 @@ where
         }
     };
     let line = serde_json::to_vec(&value).expect("encoding a decoded message");
-    assert!(!line.contains(&b'\n'), "encoded message spans lines: {value:?}");
+    assert!(
+        !line.contains(&b'\n'),
+        "encoded message spans lines: {value:?}"
+    );
     let back: T = serde_json::from_slice(&line).expect("decoding an encoded message");
     assert_eq!(back, value);
     let again = serde_json::to_vec(&back).expect("encoding a decoded message");
