@@ -13,7 +13,7 @@ export KEEL_FIRSTBOOT_BINARY := $(CURDIR)/$(FIRSTBOOT)
 export KEEL_OSBUILD := $(CURDIR)/$(OSBUILD)
 export KEEL_OUT := $(CURDIR)/$(OUT)
 
-.PHONY: all deps init osbuild image test lint unit bench bench-boot clean
+.PHONY: all deps init osbuild image test lint unit bench bench-boot fuzz clean
 
 all: image
 
@@ -49,6 +49,11 @@ bench: deps init osbuild
 ## Boot times and memory of the default image under QEMU (docs/performance.md).
 bench-boot: image
 	$(CARGO) run --release --locked -p qemu-tests --example bench_boot -- $(BENCH_ARGS)
+
+## The cargo-fuzz targets, FUZZ_SECONDS (default 600) each; not part of
+## `make test` (docs/testing.md, "Fuzzing"). FUZZ_TARGETS picks some.
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(OUT)

@@ -139,7 +139,8 @@ pub fn parse_date(s: &str) -> Option<u64> {
     .iter()
     .position(|m| m.eq_ignore_ascii_case(month))? as u32
         + 1;
-    let year: i64 = year.parse().ok()?;
+    // Four digits at most: the day arithmetic below cannot overflow.
+    let year: i64 = year.parse().ok().filter(|y| (0..=9999).contains(y))?;
     let hms: Vec<u32> = time
         .split(':')
         .map(|x| x.parse().ok())
@@ -155,8 +156,8 @@ pub fn parse_date(s: &str) -> Option<u64> {
     let offset: i64 = match zone.first().copied() {
         None | Some("UTC" | "GMT" | "Z") => 0,
         Some(z) if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
-            let hh: i64 = z[1..3].parse().ok()?;
-            let mm: i64 = z[3..5].parse().ok()?;
+            let hh: i64 = z.get(1..3)?.parse().ok()?;
+            let mm: i64 = z.get(3..5)?.parse().ok()?;
             let v = hh * 3600 + mm * 60;
             if z.starts_with('-') {
                 -v
@@ -197,6 +198,21 @@ mod tests {
         assert_eq!(parse_date("29 Feb 2024 12:00:00 +0100"), Some(1709204400));
         assert_eq!(parse_date("Sat, 11 Foo 2026 10:16:37 UTC"), None);
         assert_eq!(parse_date("garbage"), None);
+    }
+
+    /// Found by the `release` fuzz target: a huge year overflowed the day
+    /// arithmetic, and a zone with a multi-byte character was sliced
+    /// inside it; both panicked.
+    #[test]
+    fn dates_out_of_range_or_with_odd_zones_are_refused() {
+        assert_eq!(parse_date("Sat, 11 Jul 99999999999999 10:16:37 UTC"), None);
+        assert_eq!(parse_date("11 Jul -9223372036854775808 10:16:37"), None);
+        assert_eq!(
+            parse_date("Fri, 31 Dec 9999 23:59:59 UTC"),
+            Some(253402300799)
+        );
+        assert_eq!(parse_date("Sat, 11 Jul 2026 10:16:37 +1\u{e9}1"), None);
+        assert!(parse_release("Date: 1 Jan 99999999999999 00:00 UTC\n").is_err());
     }
 
     #[test]
