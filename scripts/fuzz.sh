@@ -80,7 +80,7 @@ seed_dir() {
 unit_seeds() {
     d=$(seed_dir unit_file)
     n=0
-    for f in "$root"/init/tests/data/units/* "$root"/image-configs/*.tree/*/systemd/system/* \
+    for f in "$root"/keel-units/tests/data/units/* "$root"/image-configs/*.tree/*/systemd/system/* \
         "$root"/image-configs/*.tree/*/lib/systemd/system/*; do
         [ -f "$f" ] || continue
         case "$f" in

@@ -157,6 +157,12 @@ pub fn run(sys: &dyn Sys, root: &Path) -> ! {
         emergency,
         console_shell: emergency || shell,
     };
+    if !mode.console_shell {
+        out.say(
+            "no shell on the console (keel.console=shell adds one for debugging); \
+             log in over SSH",
+        );
+    }
     let action = main_loop(sys, root, sup, out, &machine, mode);
     shutdown::finish(root, action, &mut ConsoleWriter(&console))
 }
@@ -231,12 +237,6 @@ fn main_loop(
     let info = stage2::boot_info(root);
     let mut shell = ConsoleShell::new(root, mode.console_shell);
     shell.ensure(&mut out);
-    if !shell_enabled {
-        out.say(
-            "no shell on the console (keel.console=shell adds one for debugging); \
-             log in over SSH",
-        );
-    }
 
     if mode.emergency {
         sup.hold_boot();

@@ -1,11 +1,11 @@
-//! A unit file and a drop-in, any bytes, through keel-init's unit loader
-//! (`keel_init::unit::load_one`: syntax, directives, specifiers, commands,
+//! A unit file and a drop-in, any bytes, through the unit loader (keel-units)
+//! (`keel_units::load_one`: syntax, directives, specifiers, commands,
 //! service and mount checks) from a real directory tree: nothing may panic.
 //!
 //! Input: one byte choosing the unit's name (and so its type, see
 //! [`NAMES`]), the unit file, then optionally a NUL byte and a drop-in
 //! (`NAME.d/fuzz.conf`). `scripts/fuzz.sh` seeds the corpus with the unit
-//! files of `init/tests/data/units` and `image-configs/*.tree`.
+//! files of `keel-units/tests/data/units` and `image-configs/*.tree`.
 //!
 //! Invariants checked besides "no panic":
 //! - the parsed entries, written back as `[Section]` and `Key=value` lines,
@@ -19,7 +19,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use keel_init::unit::{self, syntax, MachineInfo};
+use keel_units::{self as unit, syntax, MachineInfo};
 use libfuzzer_sys::fuzz_target;
 
 /// The unit name the first byte selects, and the file it is loaded from.
